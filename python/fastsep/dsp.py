@@ -1,0 +1,133 @@
+"""NumPy reference of the signal processing around the U-Net (SPLEETER.md sections 2 and 5).
+
+Layout conventions, shared with the network and the native pipeline:
+  waveform    (L, 2) float32, original sample index
+  spectrum    (2, frames, bins) complex64; frame k covers original samples [k*H - N, k*H)
+  magnitudes  (segments, 2, T, F) float32 (NCHW: channel = stereo, H = time, W = frequency)
+  estimates   (segments, stems, 2, T, F) float32, the network's output
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .errors import InputError
+
+EPSILON = 1e-10  # spleeter.utils.tensor EPSILON in the ratio mask
+WINDOW_COMPENSATION = 2.0 / 3.0  # periodic Hann at 75 % overlap: sum of w^2 = 1.5
+
+
+def hann(n: int) -> np.ndarray:
+    """Periodic Hann window, as tf.signal.hann_window(periodic=True)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def to_stereo(x: np.ndarray) -> np.ndarray:
+    """Spleeter's to_stereo: mono is duplicated, channels past the second are dropped."""
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise InputError(f"waveform must be (samples,) or (samples, channels), got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise InputError("waveform has no channels")
+    if x.shape[1] == 1:
+        return np.repeat(x, 2, axis=1)
+    return x[:, :2]
+
+
+def n_frames(n_samples: int, frame_length: int = 4096, frame_step: int = 1024) -> int:
+    """STFT frames after prepending frame_length zeros, with pad_end: ceil((L + N) / H)."""
+    return -(-(n_samples + frame_length) // frame_step)
+
+
+def n_segments(n_samples: int, T: int = 512, frame_length: int = 4096, frame_step: int = 1024) -> int:
+    return -(-n_frames(n_samples, frame_length, frame_step) // T)
+
+
+def stft_frames(x: np.ndarray, first: int, count: int, frame_length: int = 4096, frame_step: int = 1024,
+                workers: int = -1) -> np.ndarray:
+    """STFT frames [first, first + count) of the stereo waveform x (L, 2): (2, count, N/2+1) complex64.
+
+    Frame k is rfft(w * x[kH - N : kH]) with x taken as zero outside [0, L); this is Spleeter's STFT of the
+    signal with N zeros prepended and pad_end, and frames past the end are the zero frames of pad_and_partition.
+    """
+    N, H = frame_length, frame_step
+    start = first * H - N
+    stop = (first + count - 1) * H
+    chunk = np.zeros((2, stop - start), dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, x.shape[0])
+    if hi > lo:
+        chunk[:, lo - start:hi - start] = x[lo:hi].T
+    frames = np.lib.stride_tricks.sliding_window_view(chunk, N, axis=1)[:, ::H]
+    return scipy.fft.rfft(frames * hann(N), axis=-1, workers=workers).astype(np.complex64, copy=False)
+
+
+def magnitude_segments(spectrum: np.ndarray, T: int, F: int) -> np.ndarray:
+    """(2, segments*T, bins) complex -> (segments, 2, T, F) float32 magnitudes, the network's input."""
+    c, frames, _ = spectrum.shape
+    mag = np.abs(spectrum[:, :, :F])
+    return np.ascontiguousarray(mag.reshape(c, frames // T, T, F).transpose(1, 0, 2, 3))
+
+
+def ratio_masks(estimates: np.ndarray, separation_exponent: float = 2.0) -> np.ndarray:
+    """M_i = (Y_i^p + eps/n) / (sum_j Y_j^p + eps) over the stems axis (axis 1)."""
+    n = estimates.shape[1]
+    p = np.float32(separation_exponent)
+    power = estimates ** 2 if p == 2 else estimates ** p
+    total = power.sum(axis=1, keepdims=True) + np.float32(EPSILON)
+    return (power + np.float32(EPSILON / n)) / total
+
+
+def extend_masks(masks: np.ndarray, bins: int, mask_extension: str = "zeros") -> np.ndarray:
+    """Extend (..., F) masks to (..., bins): zeros, or the mean over the F bins ("average")."""
+    F = masks.shape[-1]
+    out = np.zeros(masks.shape[:-1] + (bins,), dtype=np.float32)
+    out[..., :F] = masks
+    if mask_extension == "average":
+        out[..., F:] = masks.mean(axis=-1, keepdims=True)
+    return out
+
+
+def segments_to_frames(masks: np.ndarray) -> np.ndarray:
+    """(segments, stems, 2, T, bins) -> (stems, 2, segments*T, bins)."""
+    s, n, c, t, b = masks.shape
+    return masks.transpose(1, 2, 0, 3, 4).reshape(n, c, s * t, b)
+
+
+def overlap_add(out: np.ndarray, spectrum: np.ndarray, first: int, frame_length: int = 4096,
+                frame_step: int = 1024, workers: int = -1) -> None:
+    """Add the inverse STFT of frames [first, first + count) of spectrum (2, count, bins) into out (L, 2).
+
+    irfft, periodic Hann, overlap-add, x2/3 (tf.signal.inverse_stft with Spleeter's compensation); frame k lands
+    on original samples [kH - N, kH), and whatever falls outside [0, L) is the crop of section 5.6.
+    """
+    N, H = frame_length, frame_step
+    count = spectrum.shape[1]
+    frames = scipy.fft.irfft(spectrum, n=N, axis=-1, workers=workers).astype(np.float32, copy=False)
+    frames *= hann(N) * np.float32(WINDOW_COMPENSATION)
+    start = first * H - N
+    span = (count - 1) * H + N
+    acc = np.zeros((2, span), dtype=np.float32)
+    for j in range(N // H):  # N/H interleaved groups of non-overlapping frames
+        group = frames[:, j::N // H]
+        g0 = j * H
+        acc[:, g0:g0 + group.shape[1] * N] += group.reshape(2, -1)
+    lo, hi = max(start, 0), min(start + span, out.shape[0])
+    if hi > lo:
+        out[lo:hi] += acc[:, lo - start:hi - start].T
+
+
+def separate_reference(x: np.ndarray, network, cfg) -> dict[str, np.ndarray]:
+    """Whole-song reference of the five steps, with `network(magnitudes) -> estimates` (tests use it)."""
+    L = x.shape[0]
+    nseg = n_segments(L, cfg.T, cfg.frame_length, cfg.frame_step)
+    spec = stft_frames(x, 0, nseg * cfg.T, cfg.frame_length, cfg.frame_step)
+    est = network(magnitude_segments(spec, cfg.T, cfg.F))
+    masks = segments_to_frames(extend_masks(ratio_masks(est, cfg.separation_exponent), cfg.bins, cfg.mask_extension))
+    out = {}
+    for i, name in enumerate(cfg.instruments):
+        y = np.zeros((L, 2), dtype=np.float32)
+        overlap_add(y, masks[i] * spec, 0, cfg.frame_length, cfg.frame_step)
+        out[name] = y
+    return out
