@@ -1,0 +1,31 @@
+"""Network runner on onnxruntime's CPU provider (the default backend on every machine)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ModelError
+from ..models.onnx_export import INPUT, OUTPUT
+
+
+class OnnxRuntimeRunner:
+    """Runs the exported U-Nets: magnitudes (B, 2, T, F) -> estimates (B, stems, 2, T, F)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: bytes | str, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", "cpu", "the CPU backend") from None
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+            raise ModelError(f"onnxruntime cannot load the network: {str(e).splitlines()[0]}") from None
+
+    def run(self, magnitudes: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT], {INPUT: magnitudes})[0]

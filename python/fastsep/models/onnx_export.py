@@ -1,0 +1,150 @@
+"""The U-Nets of all stems as one ONNX graph, built with the onnx package alone (SPLEETER.md section 3).
+
+Input  "magnitudes" (batch, 2, T, F) float32: stereo magnitude segments, NCHW.
+Output "estimates"  (batch, stems, 2, T, F) float32: every stem's estimated magnitude (unet: sigmoid mask times
+the input; softmax_unet: softmax across stems times the input).
+fp16 keeps fp32 I/O and casts at the edges; weights and compute are fp16.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .config import ModelConfig
+from .weights import layer_names
+
+OPSET = 17
+INPUT, OUTPUT = "magnitudes", "estimates"
+BN_EPSILON = 1e-3  # Keras default
+
+
+class _Graph:
+    def __init__(self, dtype: np.dtype):
+        import onnx.helper
+
+        self.h = onnx.helper
+        self.dtype = dtype
+        self.nodes, self.inits = [], []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray, dtype=None) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=dtype or self.dtype), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
+        self._n += 1
+        out = name or f"{op_type.lower()}_{self._n}"
+        self.nodes.append(self.h.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+
+def _activation(g: _Graph, x: str, kind: str) -> str:
+    if kind == "ReLU":
+        return g.op("Relu", [x])
+    if kind == "ELU":
+        return g.op("Elu", [x], alpha=1.0)
+    return g.op("LeakyRelu", [x], alpha=0.2)
+
+
+def _batch_norm(g: _Graph, x: str, w: dict, name: str) -> str:
+    p = [g.const(f"{name}/{v}", w[f"{name}/{v}"]) for v in ("gamma", "beta", "moving_mean", "moving_variance")]
+    return g.op("BatchNormalization", [x] + p, epsilon=BN_EPSILON)
+
+
+def _unet_logits(g: _Graph, x: str, w: dict, cfg: ModelConfig, stem: int) -> str:
+    n = layer_names(cfg, stem)
+    # Encoder: 5x5 stride-2 'same' on even sizes pads 1 before, 2 after. Skips take the raw conv outputs.
+    skips, h = [], x
+    for k in range(6):
+        c = n["conv"][k]
+        kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))
+        bias = g.const(f"{c}/bias", w[f"{c}/bias"])
+        conv = g.op("Conv", [h, kernel, bias], kernel_shape=[5, 5], strides=[2, 2], pads=[1, 1, 2, 2])
+        skips.append(conv)
+        if k < 5:  # the 6th BN + activation exist in Spleeter but their output is unused
+            h = _activation(g, _batch_norm(g, conv, w, n["enc_bn"][k]), cfg.conv_activation)
+    # Decoder from the raw c6: ConvT -> activation -> BN -> concat([skip, up]). 'same' transposed conv keeps
+    # indices [1, 1 + 2n) of the full output: ONNX pads crop 1 before and 2 after.
+    h = skips[5]
+    for k in range(6):
+        c = n["deconv"][k]
+        kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))  # -> (in, out, kh, kw)
+        bias = g.const(f"{c}/bias", w[f"{c}/bias"])
+        up = g.op("ConvTranspose", [h, kernel, bias], kernel_shape=[5, 5], strides=[2, 2], pads=[1, 1, 2, 2])
+        up = _batch_norm(g, _activation(g, up, cfg.deconv_activation), w, n["dec_bn"][k])
+        h = g.op("Concat", [skips[4 - k], up], axis=1) if k < 5 else up
+    c = n["final"]
+    kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))
+    bias = g.const(f"{c}/bias", w[f"{c}/bias"])
+    # 4x4 dilation-2 'same': effective kernel 7, pads 3 on each side.
+    return g.op("Conv", [h, kernel, bias], kernel_shape=[4, 4], dilations=[2, 2], pads=[3, 3, 3, 3])
+
+
+def build_model(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str = "fp32"):
+    """The onnx.ModelProto of all stems' U-Nets."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if precision not in ("fp32", "fp16"):
+        raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
+    dtype = np.float16 if precision == "fp16" else np.float32
+    g = _Graph(np.dtype(dtype))
+    x = INPUT
+    if precision == "fp16":
+        x = g.op("Cast", [INPUT], to=TensorProto.FLOAT16)
+    axis1 = g.const("axes_1", np.array([1], dtype=np.int64), dtype=np.int64)
+    logits = [g.op("Unsqueeze", [_unet_logits(g, x, variables, cfg, s), axis1]) for s in range(cfg.n_stems)]
+    stacked = g.op("Concat", logits, axis=1)  # (batch, stems, 2, T, F)
+    if cfg.model_type == "softmax_unet":
+        masks = g.op("Softmax", [stacked], axis=1)
+    else:
+        masks = g.op("Sigmoid", [stacked])
+    out = g.op("Mul", [masks, g.op("Unsqueeze", [x, axis1])], name=None if precision == "fp16" else OUTPUT)
+    if precision == "fp16":
+        g.op("Cast", [out], name=OUTPUT, to=TensorProto.FLOAT)
+
+    graph = helper.make_graph(
+        g.nodes, f"fastsep_{cfg.name}",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", cfg.n_channels, cfg.T, "F"])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", cfg.n_stems, cfg.n_channels, cfg.T, "F"])],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastsep")
+    model.ir_version = 8
+    helper.set_model_props(model, {"fastsep_config": cfg.to_json(), "fastsep_precision": precision})
+    onnx.checker.check_model(model)
+    return model
+
+
+def read_metadata(model) -> tuple[ModelConfig, str]:
+    props = {p.key: p.value for p in model.metadata_props}
+    if "fastsep_config" not in props:
+        raise ModelError("this ONNX file was not exported by fastsep (no fastsep_config in its metadata)")
+    return ModelConfig.from_json(props["fastsep_config"]), props.get("fastsep_precision", "fp32")
+
+
+def export_onnx(model: str | os.PathLike, output: str | os.PathLike, precision: str = "fp32",
+                config: str | None = None) -> Path:
+    """Export any model (stock name, checkpoint folder, fastsep model file) to an ONNX file, atomically."""
+    import onnx
+
+    from .checkpoint import load_weights
+
+    cfg, variables = load_weights(model, config)
+    proto = build_model(cfg, variables, precision)
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, output)
+    except OSError as e:
+        raise ModelError(f"cannot write {output}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output

@@ -1,0 +1,111 @@
+"""Spleeter U-Net variables: expected names and shapes (SPLEETER.md section 4), validation, fastsep model files.
+
+A fastsep model file is a .safetensors file holding the checkpoint's variables under their TensorFlow names,
+with the model config in its metadata: converting a checkpoint is reading it, checking it, and writing it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .config import ModelConfig
+
+FORMAT = "fastsep-model-1"
+
+
+def _suffix(name: str, i: int) -> str:
+    return name if i == 0 else f"{name}_{i}"
+
+
+def layer_names(cfg: ModelConfig, stem: int) -> dict:
+    """Keras layer names of one stem's U-Net: each U-Net is created in full before the next."""
+    return {
+        "conv": [_suffix("conv2d", 7 * stem + k) for k in range(6)],
+        "final": _suffix("conv2d", 7 * stem + 6),
+        "deconv": [_suffix("conv2d_transpose", 6 * stem + k) for k in range(6)],
+        "enc_bn": [_suffix("batch_normalization", 12 * stem + k) for k in range(6)],
+        "dec_bn": [_suffix("batch_normalization", 12 * stem + 6 + k) for k in range(6)],
+    }
+
+
+def expected_variables(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every variable the network reads, with its TensorFlow shape."""
+    f = cfg.conv_n_filters
+    conv_in = (cfg.n_channels,) + f[:5]
+    deconv_out = (f[4], f[3], f[2], f[1], f[0], 1)
+    deconv_in = (f[5],) + tuple(2 * c for c in deconv_out[:5])
+    shapes = {}
+    for s in range(cfg.n_stems):
+        n = layer_names(cfg, s)
+        for k in range(6):
+            shapes[n["conv"][k] + "/kernel"] = (5, 5, conv_in[k], f[k])
+            shapes[n["conv"][k] + "/bias"] = (f[k],)
+            shapes[n["deconv"][k] + "/kernel"] = (5, 5, deconv_out[k], deconv_in[k])  # (kh, kw, out, in)
+            shapes[n["deconv"][k] + "/bias"] = (deconv_out[k],)
+            for bn, c in ((n["enc_bn"][k], f[k]), (n["dec_bn"][k], deconv_out[k])):
+                for v in ("gamma", "beta", "moving_mean", "moving_variance"):
+                    shapes[f"{bn}/{v}"] = (c,)
+        shapes[n["final"] + "/kernel"] = (4, 4, 1, cfg.n_channels)
+        shapes[n["final"] + "/bias"] = (cfg.n_channels,)
+    return shapes
+
+
+def check_variables(variables: dict[str, np.ndarray], cfg: ModelConfig, source: str) -> dict[str, np.ndarray]:
+    """The variables the config needs, as float32; a clear error when they do not fit the config."""
+    want = expected_variables(cfg)
+    missing = [k for k in want if k not in variables]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ModelError(
+            f"{source} does not fit config {cfg.name} ({cfg.n_stems} stems): missing {', '.join(missing[:3])}{more}")
+    out = {}
+    for k, shape in want.items():
+        v = np.asarray(variables[k])
+        if tuple(v.shape) != shape:
+            raise ModelError(f"{source} does not fit config {cfg.name}: {k} has shape {tuple(v.shape)}, expected {shape}")
+        v = v.astype(np.float32)
+        if not np.all(np.isfinite(v)):
+            raise ModelError(f"{source}: variable {k} holds NaN or Inf")
+        out[k] = v
+    extra = [k for k in variables if k not in want and k != "global_step"]
+    if extra:
+        raise ModelError(f"{source} has variables config {cfg.name} does not use (e.g. {extra[0]}): wrong config?")
+    return out
+
+
+def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, np.ndarray]) -> Path:
+    """Write a fastsep model file atomically (temporary file, then rename)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in variables.items()}, str(tmp),
+                  metadata={"format": FORMAT, "config": cfg.to_json()})
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        variables = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
+    cfg = ModelConfig.from_json(meta["config"])
+    return cfg, check_variables(variables, cfg, str(path))

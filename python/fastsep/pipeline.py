@@ -1,0 +1,43 @@
+"""The host pipeline: NumPy DSP around any network runner, streaming a bounded batch of segments at a time."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import numpy as np
+
+from . import dsp
+from .models.config import ModelConfig
+
+
+class Runner(Protocol):
+    def run(self, magnitudes: np.ndarray) -> np.ndarray: ...
+
+
+class HostPipeline:
+    """Steps 1, 3, 4, 5 of DESIGN.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
+
+    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 2):
+        self.cfg = cfg
+        self.runner = runner
+        self.batch_segments = max(1, int(batch_segments))
+
+    def separate(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """x: (L, 2) float32 at the model's rate -> (stems, L, 2) float32."""
+        cfg = self.cfg
+        L = x.shape[0]
+        T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
+        total = dsp.n_segments(L, T, N, H)
+        out = np.zeros((cfg.n_stems, L, 2), dtype=np.float32)
+        for s0 in range(0, total, self.batch_segments):
+            nseg = min(self.batch_segments, total - s0)
+            spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)  # (2, frames, bins)
+            estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
+            masks = dsp.ratio_masks(estimates, cfg.separation_exponent)  # (nseg, stems, 2, T, F)
+            for i in range(cfg.n_stems):
+                mask = dsp.extend_masks(masks[:, i], cfg.bins, cfg.mask_extension)  # (nseg, 2, T, bins)
+                mask = mask.transpose(1, 0, 2, 3).reshape(2, nseg * T, cfg.bins)
+                dsp.overlap_add(out[i], spectrum * mask, s0 * T, N, H)
+            if progress is not None:
+                progress(s0 + nseg, total)
+        return out
