@@ -89,15 +89,30 @@ def extend_masks(masks: np.ndarray, bins: int, mask_extension: str = "zeros") ->
     return out
 
 
-def segments_to_frames(masks: np.ndarray) -> np.ndarray:
-    """(segments, stems, 2, T, bins) -> (stems, 2, segments*T, bins)."""
-    s, n, c, t, b = masks.shape
-    return masks.transpose(1, 2, 0, 3, 4).reshape(n, c, s * t, b)
+def stem_mask_frames(masks: np.ndarray, stem: int) -> np.ndarray:
+    """One stem's masks (segments, stems, 2, T, F) -> (2, segments*T, F), the spectrum's frame layout."""
+    s, _, c, t, f = masks.shape
+    return masks[:, stem].transpose(1, 0, 2, 3).reshape(c, s * t, f)
+
+
+def masked_spectrum(spectrum: np.ndarray, mask: np.ndarray, mask_extension: str = "zeros") -> np.ndarray:
+    """Extended mask (2, frames, F) times the mixture spectrum (2, frames, bins): only magnitudes change.
+
+    Equal to extend_masks(mask) * spectrum, without multiplying the zero-extended bins.
+    """
+    F = mask.shape[-1]
+    out = np.zeros_like(spectrum)
+    np.multiply(spectrum[..., :F], mask, out=out[..., :F])
+    if mask_extension == "average":
+        np.multiply(spectrum[..., F:], mask.mean(axis=-1, keepdims=True), out=out[..., F:])
+    return out
 
 
 def overlap_add(out: np.ndarray, spectrum: np.ndarray, first: int, frame_length: int = 4096,
                 frame_step: int = 1024, workers: int = -1) -> None:
     """Add the inverse STFT of frames [first, first + count) of spectrum (2, count, bins) into out (L, 2).
+
+    out may be the transposed view of a (2, L) array, which makes the final add contiguous.
 
     irfft, periodic Hann, overlap-add, x2/3 (tf.signal.inverse_stft with Spleeter's compensation); frame k lands
     on original samples [kH - N, kH), and whatever falls outside [0, L) is the crop of section 5.6.
@@ -123,11 +138,11 @@ def separate_reference(x: np.ndarray, network, cfg) -> dict[str, np.ndarray]:
     L = x.shape[0]
     nseg = n_segments(L, cfg.T, cfg.frame_length, cfg.frame_step)
     spec = stft_frames(x, 0, nseg * cfg.T, cfg.frame_length, cfg.frame_step)
-    est = network(magnitude_segments(spec, cfg.T, cfg.F))
-    masks = segments_to_frames(extend_masks(ratio_masks(est, cfg.separation_exponent), cfg.bins, cfg.mask_extension))
+    masks = extend_masks(ratio_masks(network(magnitude_segments(spec, cfg.T, cfg.F)), cfg.separation_exponent),
+                         cfg.bins, cfg.mask_extension)
     out = {}
     for i, name in enumerate(cfg.instruments):
         y = np.zeros((L, 2), dtype=np.float32)
-        overlap_add(y, masks[i] * spec, 0, cfg.frame_length, cfg.frame_step)
+        overlap_add(y, stem_mask_frames(masks, i) * spec, 0, cfg.frame_length, cfg.frame_step)
         out[name] = y
     return out

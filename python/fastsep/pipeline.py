@@ -22,22 +22,24 @@ class HostPipeline:
         self.runner = runner
         self.batch_segments = max(1, int(batch_segments))
 
-    def separate(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """x: (L, 2) float32 at the model's rate -> (stems, L, 2) float32."""
+    def separate(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+        """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
         cfg = self.cfg
         L = x.shape[0]
         T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
         total = dsp.n_segments(L, T, N, H)
-        out = np.zeros((cfg.n_stems, L, 2), dtype=np.float32)
+        # Stems are accumulated channel-first so the overlap-add writes contiguous rows.
+        out = [np.zeros((2, L), dtype=np.float32) for _ in range(cfg.n_stems)]
         for s0 in range(0, total, self.batch_segments):
             nseg = min(self.batch_segments, total - s0)
             spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)  # (2, frames, bins)
             estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
             masks = dsp.ratio_masks(estimates, cfg.separation_exponent)  # (nseg, stems, 2, T, F)
             for i in range(cfg.n_stems):
-                mask = dsp.extend_masks(masks[:, i], cfg.bins, cfg.mask_extension)  # (nseg, 2, T, bins)
-                mask = mask.transpose(1, 0, 2, 3).reshape(2, nseg * T, cfg.bins)
-                dsp.overlap_add(out[i], spectrum * mask, s0 * T, N, H)
+                masked = dsp.masked_spectrum(spectrum, dsp.stem_mask_frames(masks, i), cfg.mask_extension)
+                dsp.overlap_add(out[i].T, masked, s0 * T, N, H)
             if progress is not None:
                 progress(s0 + nseg, total)
+        for i in range(cfg.n_stems):  # one stem at a time, so the copy costs one stem of memory
+            out[i] = np.ascontiguousarray(out[i].T)
         return out

@@ -104,7 +104,10 @@ def build_model(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: s
     if cfg.model_type == "softmax_unet":
         masks = g.op("Softmax", [stacked], axis=1)
     else:
-        masks = g.op("Sigmoid", [stacked])
+        # 1 / (1 + exp(-x)) rather than Sigmoid: onnxruntime's Sigmoid flushes to 0 below about -17, where the
+        # ratio masks (Y^2 + eps/n) / (sum Y^2 + eps) still see the tiny value when every stem's is tiny.
+        one = g.const("one", np.ones((), dtype=dtype))
+        masks = g.op("Reciprocal", [g.op("Add", [one, g.op("Exp", [g.op("Neg", [stacked])])])])
     out = g.op("Mul", [masks, g.op("Unsqueeze", [x, axis1])], name=None if precision == "fp16" else OUTPUT)
     if precision == "fp16":
         g.op("Cast", [out], name=OUTPUT, to=TensorProto.FLOAT)
