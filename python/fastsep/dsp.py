@@ -95,42 +95,58 @@ def stem_mask_frames(masks: np.ndarray, stem: int) -> np.ndarray:
     return masks[:, stem].transpose(1, 0, 2, 3).reshape(c, s * t, f)
 
 
-def masked_spectrum(spectrum: np.ndarray, mask: np.ndarray, mask_extension: str = "zeros") -> np.ndarray:
+def masked_spectrum(spectrum: np.ndarray, mask: np.ndarray, mask_extension: str = "zeros",
+                    out: np.ndarray | None = None) -> np.ndarray:
     """Extended mask (2, frames, F) times the mixture spectrum (2, frames, bins): only magnitudes change.
 
-    Equal to extend_masks(mask) * spectrum, without multiplying the zero-extended bins.
+    Equal to extend_masks(mask) * spectrum, without multiplying the zero-extended bins. `out` may be reused.
     """
     F = mask.shape[-1]
-    out = np.zeros_like(spectrum)
+    if out is None:
+        out = np.empty_like(spectrum)
     np.multiply(spectrum[..., :F], mask, out=out[..., :F])
     if mask_extension == "average":
         np.multiply(spectrum[..., F:], mask.mean(axis=-1, keepdims=True), out=out[..., F:])
+    else:
+        out[..., F:] = 0
     return out
+
+
+def inverse_frames(spectrum: np.ndarray, frame_length: int = 4096, frame_step: int = 1024,
+                   workers: int = -1) -> np.ndarray:
+    """Inverse STFT of consecutive frames (2, count, bins) -> (2, (count-1)*H + N) float32.
+
+    irfft, periodic Hann, overlap-add, x2/3: tf.signal.inverse_stft with Spleeter's compensation. If the first
+    frame is k, the result starts at original sample k*H - N.
+    """
+    N, H = frame_length, frame_step
+    count = spectrum.shape[1]
+    frames = scipy.fft.irfft(spectrum, n=N, axis=-1, workers=workers).astype(np.float32, copy=False)
+    frames *= hann(N) * np.float32(WINDOW_COMPENSATION)
+    hops = N // H
+    # Block b of the output (H samples) sums block j of frame b - j, for j < N/H.
+    acc = np.zeros((2, count + hops - 1, H), dtype=np.float32)
+    blocks = frames.reshape(2, count, hops, H)
+    for j in range(hops):
+        acc[:, j:j + count] += blocks[:, :, j]
+    return acc.reshape(2, -1)
 
 
 def overlap_add(out: np.ndarray, spectrum: np.ndarray, first: int, frame_length: int = 4096,
                 frame_step: int = 1024, workers: int = -1) -> None:
     """Add the inverse STFT of frames [first, first + count) of spectrum (2, count, bins) into out (L, 2).
 
-    out may be the transposed view of a (2, L) array, which makes the final add contiguous.
-
-    irfft, periodic Hann, overlap-add, x2/3 (tf.signal.inverse_stft with Spleeter's compensation); frame k lands
-    on original samples [kH - N, kH), and whatever falls outside [0, L) is the crop of section 5.6.
+    Frame k lands on original samples [kH - N, kH); whatever falls outside [0, L) is the crop of section 5.6.
     """
-    N, H = frame_length, frame_step
-    count = spectrum.shape[1]
-    frames = scipy.fft.irfft(spectrum, n=N, axis=-1, workers=workers).astype(np.float32, copy=False)
-    frames *= hann(N) * np.float32(WINDOW_COMPENSATION)
-    start = first * H - N
-    span = (count - 1) * H + N
-    acc = np.zeros((2, span), dtype=np.float32)
-    for j in range(N // H):  # N/H interleaved groups of non-overlapping frames
-        group = frames[:, j::N // H]
-        g0 = j * H
-        acc[:, g0:g0 + group.shape[1] * N] += group.reshape(2, -1)
-    lo, hi = max(start, 0), min(start + span, out.shape[0])
+    acc = inverse_frames(spectrum, frame_length, frame_step, workers)
+    add_block(out, acc, first * frame_step - frame_length)
+
+
+def add_block(out: np.ndarray, block: np.ndarray, start: int) -> None:
+    """out[start : start + n] += block.T for a channel-first block (2, n), clipped to out's (L, 2) range."""
+    lo, hi = max(start, 0), min(start + block.shape[1], out.shape[0])
     if hi > lo:
-        out[lo:hi] += acc[:, lo - start:hi - start].T
+        out[lo:hi] += block[:, lo - start:hi - start].T
 
 
 def separate_reference(x: np.ndarray, network, cfg) -> dict[str, np.ndarray]:

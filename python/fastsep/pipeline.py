@@ -28,18 +28,19 @@ class HostPipeline:
         L = x.shape[0]
         T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
         total = dsp.n_segments(L, T, N, H)
-        # Stems are accumulated channel-first so the overlap-add writes contiguous rows.
-        out = [np.zeros((2, L), dtype=np.float32) for _ in range(cfg.n_stems)]
+        out = [np.zeros((L, 2), dtype=np.float32) for _ in range(cfg.n_stems)]
+        masked = None
         for s0 in range(0, total, self.batch_segments):
             nseg = min(self.batch_segments, total - s0)
             spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)  # (2, frames, bins)
             estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
             masks = dsp.ratio_masks(estimates, cfg.separation_exponent)  # (nseg, stems, 2, T, F)
+            if masked is None or masked.shape != spectrum.shape:
+                masked = np.empty_like(spectrum)
             for i in range(cfg.n_stems):
-                masked = dsp.masked_spectrum(spectrum, dsp.stem_mask_frames(masks, i), cfg.mask_extension)
-                dsp.overlap_add(out[i].T, masked, s0 * T, N, H)
+                dsp.masked_spectrum(spectrum, dsp.stem_mask_frames(masks, i), cfg.mask_extension, out=masked)
+                # Chunks overlap by N - H samples: adding into the song-long output carries the overlap-add.
+                dsp.add_block(out[i], dsp.inverse_frames(masked, N, H), s0 * T * H - N)
             if progress is not None:
                 progress(s0 + nseg, total)
-        for i in range(cfg.n_stems):  # one stem at a time, so the copy costs one stem of memory
-            out[i] = np.ascontiguousarray(out[i].T)
         return out
