@@ -86,6 +86,9 @@ def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, n
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in variables.items()}, str(tmp),
                   metadata={"format": FORMAT, "config": cfg.to_json()})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; a model file is as readable as any other
         os.replace(tmp, path)
     except OSError as e:
         raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
