@@ -1,0 +1,127 @@
+"""Network runner on a TensorRT (or TensorRT-RTX) engine, inside the native GPU pipeline.
+
+The engine is deserialised once. Each pipeline attached gets its own execution context, with its tensor
+addresses set once to the pipeline's net_input / net_output device buffers; each chunk then only sets the batch
+size (when it changes) and enqueues execute_async_v3 on the pipeline's stream: no host synchronisation per chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from ..engine_build import describe, import_tensorrt, read_engine
+from ..errors import FastsepError, ModelError
+
+
+def _validity(trt, runtime, engine: bytes) -> Optional[str]:
+    """None if the runtime accepts the engine's header, else the reason (TensorRT-RTX's diagnostics)."""
+    if not hasattr(runtime, "get_engine_validity"):
+        return None
+    try:
+        size = getattr(runtime, "engine_header_size", 0) or len(engine)
+        validity, diagnostics = runtime.get_engine_validity(engine[:size])
+    except Exception as e:  # pragma: no cover - depends on the driver
+        return f"validity check failed: {e}"
+    if validity == trt.EngineValidity.INVALID:
+        reasons = [name.lower().replace("_", " ") for name, flag in trt.EngineInvalidityDiagnostics.__members__.items()
+                   if int(diagnostics) & int(flag)]
+        return ", ".join(reasons) or "invalid engine"
+    return None
+
+
+class TensorRTRunner:
+    """A fastsep engine file on the GPU: magnitudes (B, 2, T, F) -> estimates (B, stems, 2, T, F), float32."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike):
+        header, engine = read_engine(path)
+        self.path = str(path)
+        self.header = header
+        self.config = header["config"]
+        self.precision = header["precision"]
+        self.batch = tuple(header["batch"])
+        trt, flavour = import_tensorrt(header["flavour"])
+        if trt.__version__ != header["trt_version"]:
+            raise ModelError(f"{path} was built with {flavour} {header['trt_version']} but {trt.__version__} is "
+                             "installed: rebuild it (fastsep build) or install that version")
+        if flavour == "tensorrt":  # full TensorRT engines run on the GPU model they were built on only
+            from ..engine_build import _gpu_name
+
+            here = _gpu_name()
+            targets = header.get("built_for", {}).get("targets") or []
+            if here and targets and here.rsplit("(", 1)[-1].rstrip(")") not in targets:
+                raise ModelError(f"{path} was built for {', '.join(targets)} but this GPU is {here}: rebuild it here")
+        self.trt = trt
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+        why = _validity(trt, self.runtime, engine)
+        if why:
+            raise ModelError(f"{path} cannot run on this machine ({why}): {describe(header)}")
+        self.engine = self.runtime.deserialize_cuda_engine(engine)
+        if self.engine is None:
+            raise ModelError(f"{flavour} cannot load {path} ({describe(header)}): built for another GPU or "
+                             "TensorRT version? Rebuild it with `fastsep build`")
+        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        if names != {header["input"], header["output"]}:
+            raise ModelError(f"{path}: engine tensors {sorted(names)} are not {header['input']}/{header['output']}")
+        self.input, self.output = header["input"], header["output"]
+        self._contexts: dict[int, object] = {}  # stream handle -> execution context
+        self._host = None
+
+    # -------------------------------------------------------------------- inside the native GPU pipeline
+    def attach(self, pipeline) -> None:
+        """Become the network of a fastsep.native.Pipeline (float32 I/O, max_batch <= the engine's max)."""
+        cfg = self.config
+        if np.dtype(pipeline.dtype) != np.float32:
+            raise FastsepError("fastsep engines have float32 I/O: make the pipeline with dtype float32")
+        if (pipeline.n_stems, pipeline.F, pipeline.T) != (cfg.n_stems, cfg.F, cfg.T):
+            raise FastsepError("pipeline and engine configurations differ")
+        if pipeline.max_batch > self.batch[2] or self.batch[0] != 1:
+            raise FastsepError(f"engine batch profile {self.batch} cannot serve chunks of 1..{pipeline.max_batch} "
+                               "segments: rebuild with min 1 and max >= the pipeline's max_batch")
+        context = self._context(pipeline.stream)
+        if not (context.set_tensor_address(self.input, pipeline.net_input.ptr)
+                and context.set_tensor_address(self.output, pipeline.net_output.ptr)):
+            raise FastsepError("TensorRT refused the pipeline's buffers")
+        state = {"batch": 0}
+        stream = int(pipeline.stream)
+        shape = (cfg.n_channels, cfg.T, cfg.F)
+
+        def network(batch: int) -> None:
+            if batch != state["batch"]:
+                if not context.set_input_shape(self.input, (batch,) + shape):
+                    raise FastsepError(f"engine cannot take a batch of {batch} (profile {self.batch})")
+                state["batch"] = batch
+            if not context.execute_async_v3(stream):
+                raise FastsepError("TensorRT failed to enqueue the engine")
+
+        pipeline.set_network(network)
+
+    def _context(self, stream: int):
+        context = self._contexts.get(int(stream))
+        if context is None:
+            context = self.engine.create_execution_context()
+            if context is None:
+                raise FastsepError("TensorRT cannot create an execution context (out of GPU memory?)")
+            self._contexts[int(stream)] = context
+        return context
+
+    # -------------------------------------------------------------------- host runs (tests, probes)
+    def run(self, magnitudes: np.ndarray) -> np.ndarray:
+        """NumPy in, NumPy out, through torch CUDA tensors (tests and the TensorRT-RTX probe)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(magnitudes, dtype=np.float32)).cuda()
+        out = torch.empty((x.shape[0], self.config.n_stems) + tuple(x.shape[1:]), device=x.device)
+        stream = torch.cuda.current_stream()
+        context = self._context(-1)
+        context.set_input_shape(self.input, tuple(x.shape))
+        context.set_tensor_address(self.input, x.data_ptr())
+        context.set_tensor_address(self.output, out.data_ptr())
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise FastsepError("TensorRT failed to enqueue the engine")
+        stream.synchronize()
+        return out.cpu().numpy()
