@@ -1,0 +1,131 @@
+// The GPU pipeline of one model configuration (DESIGN.md "One path for the data", steps 1, 3, 4, 5 on the GPU;
+// step 2, the network, is a caller-supplied callback enqueued on the pipeline's stream).
+//
+// Songs of any length stream through chunks of at most max_batch segments; the overlap-add tail (N - H samples
+// per stem and channel) is carried from chunk to chunk, so device memory does not depend on the song's length.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "fastsep/cuda_raii.hpp"
+#include "fastsep/dsp_math.cuh"
+#include "fastsep/kernels.hpp"
+
+namespace fastsep {
+
+struct PipelineConfig {
+    int n_stems = 2;
+    int F = 1024;             // bins fed to the network
+    int T = 512;              // frames per segment
+    int frame_length = 4096;  // N, also the FFT size
+    int frame_step = 1024;    // H
+    float separation_exponent = 2.0f;
+    dsp::MaskExtension mask_extension = dsp::MaskExtension::Zeros;
+    NetDType dtype = NetDType::Float32;  // network input/output
+    int max_batch = 4;        // segments per chunk
+};
+
+// Where the waveform comes from: (L, 2) float32 contiguous, on the host or on the device.
+struct PipelineInput {
+    const float* data = nullptr;
+    int64_t samples = 0;
+    bool on_device = false;
+    // With device input or output: the caller's work on those buffers is ordered on this stream (default: the
+    // legacy default stream); the pipeline waits for it before touching them.
+    cudaStream_t producer = nullptr;
+    bool has_producer = false;
+};
+
+// Where the stems go: (n_stems, L, 2) float32 contiguous, on the host or on the device.
+struct PipelineOutput {
+    float* data = nullptr;
+    bool on_device = false;
+};
+
+class Pipeline {
+public:
+    // Called once per chunk with the chunk's batch size b <= max_batch; must enqueue on stream() the network
+    // reading net_input() (b, 2, T, F) and writing net_output() (b, S, 2, T, F), both in dtype.
+    using Network = std::function<void(int batch)>;
+
+    explicit Pipeline(const PipelineConfig& config);
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+    Pipeline(Pipeline&&) = delete;
+    Pipeline& operator=(Pipeline&&) = delete;
+    ~Pipeline() = default;
+
+    const PipelineConfig& config() const noexcept { return cfg_; }
+    int device() const noexcept { return device_; }
+    cudaStream_t stream() const noexcept { return stream_.get(); }
+    int bins() const noexcept { return K_; }
+
+    void* net_input() const noexcept { return net_input_.data(); }
+    void* net_output() const noexcept { return net_output_.data(); }
+    std::array<int64_t, 4> net_input_shape(int batch) const { return {batch, 2, cfg_.T, cfg_.F}; }
+    std::array<int64_t, 5> net_output_shape(int batch) const { return {batch, cfg_.n_stems, 2, cfg_.T, cfg_.F}; }
+
+    // Built-in test network, estimates_s = x * sigmoid(a_s * x + b_s), used when separate() gets no network.
+    void use_known_network(const std::vector<float>& a, const std::vector<float>& b);
+    void clear_known_network() noexcept { known_ = false; }
+    // Enqueue the known network on the pipeline stream for `batch` segments.
+    void run_known_network(int batch);
+
+    // Separate one song. Returns when the output is complete (host or device). An empty network means the
+    // known network. Not reentrant: concurrent calls on one pipeline are serialised.
+    void separate(const PipelineInput& input, const PipelineOutput& output, const Network& network);
+
+    // Synchronous helpers for tests and debugging: the first `batch` segments of the network buffers.
+    void copy_net_input_to_host(void* dst, int batch);
+    void copy_net_output_from_host(const void* src, int batch);
+
+    void synchronize() const { stream_.synchronize(); }
+    std::size_t device_bytes() const noexcept;
+
+    static int64_t frames_for(int64_t samples, int N, int H) { return dsp::n_frames(samples, N, H); }
+    int64_t segments_for(int64_t samples) const { return dsp::n_segments(samples, cfg_.T, N_, H_); }
+
+private:
+    struct Plans {
+        FftPlan r2c, c2r;
+    };
+    Plans& plans_for(int batch);
+    void set_work_area(std::size_t bytes);
+    void ensure_host_staging();
+    void separate_locked(const PipelineInput& input, const PipelineOutput& output, const Network& network);
+
+    PipelineConfig cfg_;
+    int N_, H_, K_, S_, B_;
+    int R_;               // complex slots per spectrum row: K rounded up to even, so rows are 16-byte aligned
+    int64_t row_stride_;  // floats per frame row: 2R, the in-place FFT layout
+    int device_ = 0;
+
+    Stream stream_;
+    DeviceBuffer analysis_window_, synthesis_window_;
+    DeviceBuffer input_;       // ((B*T - 1)*H + N) samples x 2: the host input of one chunk
+    DeviceBuffer spectrum_;    // (2, B*T, R) complex, in place frames -> spectrum
+    DeviceBuffer net_input_, net_output_;
+    DeviceBuffer mask_mean_;   // (S, 2, B*T)
+    DeviceBuffer stems_;       // (S, 2, B*T, R) complex, in place -> real frames
+    DeviceBuffer tails_;       // 2 x (S, 2, N - H)
+    DeviceBuffer out_chunk_;   // (S, B*T*H, 2): host output staging on the device (allocated on first use)
+    DeviceBuffer known_ab_;    // 2 x S floats
+    bool known_ = false;
+
+    std::map<int, Plans> plans_;
+    DeviceBuffer work_area_;
+
+    PinnedBuffer pinned_in_[2], pinned_out_[2];
+    Event in_copied_[2], out_ready_[2], producer_ready_;
+
+    std::mutex mutex_;
+};
+
+}  // namespace fastsep

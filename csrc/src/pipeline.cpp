@@ -1,0 +1,315 @@
+#include "fastsep/pipeline.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace fastsep {
+
+namespace {
+std::size_t fbytes(int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
+}  // namespace
+
+Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
+    FASTSEP_REQUIRE(cfg_.n_stems >= 1, "n_stems must be at least 1");
+    FASTSEP_REQUIRE(cfg_.frame_length > 0 && cfg_.frame_length % 2 == 0, "frame_length must be positive and even");
+    FASTSEP_REQUIRE(cfg_.frame_step > 0 && cfg_.frame_length % cfg_.frame_step == 0,
+                    "frame_length must be a positive multiple of frame_step");
+    FASTSEP_REQUIRE(cfg_.F >= 1 && cfg_.F <= cfg_.frame_length / 2 + 1, "F must be in [1, frame_length/2 + 1]");
+    FASTSEP_REQUIRE(cfg_.T >= 1, "T must be at least 1");
+    FASTSEP_REQUIRE(cfg_.max_batch >= 1, "max_batch must be at least 1");
+    FASTSEP_REQUIRE(cfg_.mask_extension == dsp::MaskExtension::Zeros ||
+                        cfg_.mask_extension == dsp::MaskExtension::Average,
+                    "mask_extension must be zeros or average");
+    FASTSEP_REQUIRE(cfg_.dtype == NetDType::Float32 || cfg_.dtype == NetDType::Float16, "dtype must be fp32 or fp16");
+    N_ = cfg_.frame_length;
+    H_ = cfg_.frame_step;
+    K_ = N_ / 2 + 1;
+    S_ = cfg_.n_stems;
+    B_ = cfg_.max_batch;
+    R_ = K_ + (K_ % 2);
+    row_stride_ = 2 * static_cast<int64_t>(R_);
+    FASTSEP_CHECK(cudaGetDevice(&device_));
+
+    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
+    const std::size_t net = net_dtype_bytes(cfg_.dtype);
+
+    std::vector<float> win(N_), syn(N_);
+    for (int n = 0; n < N_; ++n) {
+        win[n] = dsp::analysis_window(n, N_);
+        syn[n] = dsp::synthesis_window(n, N_);
+    }
+    analysis_window_ = DeviceBuffer(fbytes(N_));
+    synthesis_window_ = DeviceBuffer(fbytes(N_));
+    FASTSEP_CHECK(cudaMemcpy(analysis_window_.data(), win.data(), fbytes(N_), cudaMemcpyHostToDevice));
+    FASTSEP_CHECK(cudaMemcpy(synthesis_window_.data(), syn.data(), fbytes(N_), cudaMemcpyHostToDevice));
+
+    input_ = DeviceBuffer(fbytes(2 * ((frames - 1) * H_ + N_)));
+    spectrum_ = DeviceBuffer(fbytes(2 * frames * row_stride_));
+    net_input_ = DeviceBuffer(static_cast<std::size_t>(frames) * 2 * cfg_.F * net);
+    net_output_ = DeviceBuffer(static_cast<std::size_t>(frames) * S_ * 2 * cfg_.F * net);
+    if (cfg_.mask_extension == dsp::MaskExtension::Average) mask_mean_ = DeviceBuffer(fbytes(int64_t(S_) * 2 * frames));
+    stems_ = DeviceBuffer(fbytes(int64_t(S_) * 2 * frames * row_stride_));
+    tails_ = DeviceBuffer(fbytes(2 * int64_t(S_) * 2 * (N_ - H_)));
+    known_ab_ = DeviceBuffer(fbytes(2 * S_));
+    plans_for(B_);  // the largest plans first: their work area is the one to allocate
+}
+
+void Pipeline::set_work_area(std::size_t bytes) {
+    // plans share one work area; they only ever run one at a time on the pipeline's stream
+    stream_.synchronize();
+    work_area_ = DeviceBuffer(bytes);
+    if (!work_area_.data()) return;  // no plan needs one
+    for (auto& kv : plans_) {
+        FASTSEP_CHECK(cufftSetWorkArea(kv.second.r2c.get(), work_area_.data()));
+        FASTSEP_CHECK(cufftSetWorkArea(kv.second.c2r.get(), work_area_.data()));
+    }
+}
+
+Pipeline::Plans& Pipeline::plans_for(int batch) {
+    auto it = plans_.find(batch);
+    if (it != plans_.end()) return it->second;
+    Plans p;
+    long long n[1] = {N_};
+    long long real_embed[1] = {row_stride_};
+    long long complex_embed[1] = {R_};
+    const long long frames = static_cast<long long>(batch) * cfg_.T;
+    std::size_t ws_r2c = 0, ws_c2r = 0;
+    FASTSEP_CHECK(cufftSetAutoAllocation(p.r2c.get(), 0));
+    FASTSEP_CHECK(cufftSetAutoAllocation(p.c2r.get(), 0));
+    // in place: real rows of 2R floats <-> complex rows of R slots (K bins)
+    FASTSEP_CHECK(cufftMakePlanMany64(p.r2c.get(), 1, n, real_embed, 1, row_stride_, complex_embed, 1, R_, CUFFT_R2C,
+                                      2 * frames, &ws_r2c));
+    FASTSEP_CHECK(cufftMakePlanMany64(p.c2r.get(), 1, n, complex_embed, 1, R_, real_embed, 1, row_stride_, CUFFT_C2R,
+                                      static_cast<long long>(S_) * 2 * frames, &ws_c2r));
+    FASTSEP_CHECK(cufftSetStream(p.r2c.get(), stream_.get()));
+    FASTSEP_CHECK(cufftSetStream(p.c2r.get(), stream_.get()));
+    auto& slot = plans_.emplace(batch, std::move(p)).first->second;
+    const std::size_t need = std::max(ws_r2c, ws_c2r);
+    if (need > work_area_.bytes()) {
+        set_work_area(need);  // also sets the new plans' work area
+    } else if (work_area_.data()) {
+        FASTSEP_CHECK(cufftSetWorkArea(slot.r2c.get(), work_area_.data()));
+        FASTSEP_CHECK(cufftSetWorkArea(slot.c2r.get(), work_area_.data()));
+    }
+    return slot;
+}
+
+void Pipeline::ensure_host_staging() {
+    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
+    if (!out_chunk_.data()) out_chunk_ = DeviceBuffer(fbytes(int64_t(S_) * frames * H_ * 2));
+    for (int i = 0; i < 2; ++i) {
+        if (!pinned_in_[i].data()) pinned_in_[i] = PinnedBuffer(fbytes(2 * ((frames - 1) * H_ + N_)));
+        if (!pinned_out_[i].data()) pinned_out_[i] = PinnedBuffer(fbytes(int64_t(S_) * frames * H_ * 2));
+    }
+}
+
+void Pipeline::use_known_network(const std::vector<float>& a, const std::vector<float>& b) {
+    FASTSEP_REQUIRE(static_cast<int>(a.size()) == S_ && static_cast<int>(b.size()) == S_,
+                    "known network: a and b need one value per stem");
+    DeviceGuard guard(device_);
+    std::vector<float> ab(a);
+    ab.insert(ab.end(), b.begin(), b.end());
+    stream_.synchronize();
+    FASTSEP_CHECK(cudaMemcpy(known_ab_.data(), ab.data(), fbytes(2 * S_), cudaMemcpyHostToDevice));
+    known_ = true;
+}
+
+void Pipeline::run_known_network(int batch) {
+    FASTSEP_REQUIRE(known_, "the known network is not set: call use_known_network first");
+    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    const float* ab = known_ab_.as<float>();
+    kernels::known_network(net_input_.data(), net_output_.data(), ab, ab + S_, batch, S_, cfg_.T, cfg_.F,
+                           cfg_.dtype, stream_.get());
+}
+
+void Pipeline::copy_net_input_to_host(void* dst, int batch) {
+    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    DeviceGuard guard(device_);
+    const std::size_t bytes = static_cast<std::size_t>(batch) * 2 * cfg_.T * cfg_.F * net_dtype_bytes(cfg_.dtype);
+    FASTSEP_CHECK(cudaMemcpyAsync(dst, net_input_.data(), bytes, cudaMemcpyDeviceToHost, stream_.get()));
+    stream_.synchronize();
+}
+
+void Pipeline::copy_net_output_from_host(const void* src, int batch) {
+    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    DeviceGuard guard(device_);
+    const std::size_t bytes =
+        static_cast<std::size_t>(batch) * S_ * 2 * cfg_.T * cfg_.F * net_dtype_bytes(cfg_.dtype);
+    FASTSEP_CHECK(cudaMemcpyAsync(net_output_.data(), src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    stream_.synchronize();
+}
+
+std::size_t Pipeline::device_bytes() const noexcept {
+    std::size_t total = analysis_window_.bytes() + synthesis_window_.bytes() + input_.bytes() + spectrum_.bytes() +
+                        net_input_.bytes() + net_output_.bytes() + mask_mean_.bytes() + stems_.bytes() +
+                        tails_.bytes() + out_chunk_.bytes() + known_ab_.bytes() + work_area_.bytes();
+    return total;
+}
+
+void Pipeline::separate(const PipelineInput& input, const PipelineOutput& output, const Network& network) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    DeviceGuard guard(device_);
+    try {
+        separate_locked(input, output, network);
+    } catch (...) {
+        // leave nothing in flight that reads the caller's buffers or our staging, then report
+        (void)cudaStreamSynchronize(stream_.get());
+        (void)cudaGetLastError();
+        throw;
+    }
+}
+
+void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput& output, const Network& network) {
+    const int64_t L = input.samples;
+    FASTSEP_REQUIRE(L >= 0, "negative sample count");
+    if (L == 0) return;
+    FASTSEP_REQUIRE(input.data != nullptr && output.data != nullptr, "null input or output");
+    FASTSEP_REQUIRE(network || known_, "no network: pass a network callback or call use_known_network()");
+    if (!input.on_device || !output.on_device) ensure_host_staging();
+
+    cudaStream_t st = stream_.get();
+    const int T = cfg_.T;
+    const int64_t tail_len = N_ - H_;
+    const int64_t tail_block = int64_t(S_) * 2 * tail_len;
+    const int64_t chunk_capacity = int64_t(B_) * T * H_;  // output samples per stem held by out_chunk_
+
+    if (input.on_device || output.on_device) {  // caller's device buffers: wait for the work that owns them
+        cudaStream_t producer = input.has_producer ? input.producer : cudaStreamLegacy;
+        producer_ready_.record(producer);
+        FASTSEP_CHECK(cudaStreamWaitEvent(st, producer_ready_.get(), 0));
+    }
+    FASTSEP_CHECK(cudaMemsetAsync(tails_.data(), 0, fbytes(tail_block), st));
+
+    struct Pending {
+        bool active = false;
+        int slot = 0;
+        int64_t t_lo = 0, t_hi = 0;
+    } pending;
+    auto drain = [&](Pending& p) {
+        if (!p.active) return;
+        out_ready_[p.slot].synchronize();
+        const int64_t n = p.t_hi - p.t_lo;
+        const float* src = pinned_out_[p.slot].as<float>();
+        for (int s = 0; s < S_; ++s)
+            std::memcpy(output.data + (int64_t(s) * L + p.t_lo) * 2, src + int64_t(s) * n * 2, fbytes(2 * n));
+        p.active = false;
+    };
+
+    const int64_t nseg = segments_for(L);
+    int cur = 0, out_slot = 0;
+    int64_t chunk = 0;
+    for (int64_t seg0 = 0; seg0 < nseg; seg0 += B_, ++chunk) {
+        const int b = static_cast<int>(std::min<int64_t>(B_, nseg - seg0));
+        const int64_t count = int64_t(b) * T;
+        const int64_t first = seg0 * T;
+        const int64_t t0 = first * H_ - N_;  // original sample of the chunk's first frame sample
+
+        // 1. waveform of the chunk: [t0, (first + count - 1) * H) within [0, L)
+        const float* x;
+        int64_t x_origin, x_len;
+        if (input.on_device) {
+            x = input.data;
+            x_origin = 0;
+            x_len = L;
+        } else {
+            const int slot = static_cast<int>(chunk % 2);
+            const int64_t lo = std::max<int64_t>(t0, 0);
+            const int64_t hi = std::min<int64_t>((first + count - 1) * H_, L);
+            const int64_t n = std::max<int64_t>(hi - lo, 0);
+            in_copied_[slot].synchronize();  // this slot's previous upload has finished
+            if (n > 0) {
+                std::memcpy(pinned_in_[slot].data(), input.data + 2 * lo, fbytes(2 * n));
+                FASTSEP_CHECK(cudaMemcpyAsync(input_.data(), pinned_in_[slot].data(), fbytes(2 * n),
+                                              cudaMemcpyHostToDevice, st));
+            }
+            in_copied_[slot].record(st);
+            x = input_.as<float>();
+            x_origin = lo;
+            x_len = n;
+        }
+
+        // STFT: frame + window, in-place batched R2C, magnitudes into the network input
+        Plans& plans = plans_for(b);
+        float* frames = spectrum_.as<float>();
+        kernels::frame_window(dsp::FrameArgs{x, x_origin, x_len, first, count, N_, H_, row_stride_,
+                                             analysis_window_.as<float>(), frames},
+                              st);
+        FASTSEP_CHECK(cufftExecR2C(plans.r2c.get(), frames, spectrum_.as<cufftComplex>()));
+        kernels::magnitude(dsp::MagnitudeArgs{spectrum_.as<dsp::Complex>(), count, R_, T, cfg_.F}, net_input_.data(),
+                           cfg_.dtype, st);
+
+        // 2. the network
+        if (network)
+            network(b);
+        else
+            run_known_network(b);
+
+        // 3. + 4. masks, masked spectra, in-place batched C2R
+        MaskLaunch m{net_output_.data(),
+                     spectrum_.as<dsp::Complex>(),
+                     mask_mean_.as<float>(),
+                     stems_.as<dsp::Complex>(),
+                     count,
+                     S_,
+                     K_,
+                     R_,
+                     T,
+                     cfg_.F,
+                     cfg_.separation_exponent,
+                     dsp::epsilon_over_n(S_),
+                     cfg_.mask_extension,
+                     cfg_.dtype};
+        kernels::apply_masks(m, st);
+        FASTSEP_CHECK(cufftExecC2R(plans.c2r.get(), stems_.as<cufftComplex>(), stems_.as<float>()));
+
+        // window, overlap-add (gather), x2/3, crop
+        dsp::OlaArgs o{};
+        o.frames = stems_.as<float>();
+        o.row_stride = row_stride_;
+        o.count = count;
+        o.first_frame = first;
+        o.N = N_;
+        o.H = H_;
+        o.S = S_;
+        o.window = synthesis_window_.as<float>();
+        o.inv_n = 1.0f / static_cast<float>(N_);
+        o.tail_in = tails_.as<float>() + cur * tail_block;
+        o.tail_out = tails_.as<float>() + (1 - cur) * tail_block;
+        o.L = L;
+        if (output.on_device) {
+            o.out = output.data;
+            o.out_origin = 0;
+            o.out_len = L;
+            o.out_stem_stride = 2 * L;
+        } else {
+            o.out = out_chunk_.as<float>();
+            o.out_origin = t0;
+            o.out_len = chunk_capacity;
+            o.out_stem_stride = 2 * chunk_capacity;
+        }
+        kernels::overlap_add(o, st);
+        cur = 1 - cur;
+
+        // 5. download the chunk's finished samples [t0, t0 + count*H) within [0, L)
+        if (!output.on_device) {
+            const int64_t t_lo = std::max<int64_t>(t0, 0);
+            const int64_t t_hi = std::min<int64_t>(t0 + count * H_, L);
+            if (t_hi > t_lo) {
+                const std::size_t width = fbytes(2 * (t_hi - t_lo));
+                FASTSEP_CHECK(cudaMemcpy2DAsync(pinned_out_[out_slot].data(), width,
+                                                out_chunk_.as<float>() + 2 * (t_lo - t0), fbytes(2 * chunk_capacity),
+                                                width, S_, cudaMemcpyDeviceToHost, st));
+                out_ready_[out_slot].record(st);
+                drain(pending);  // the previous chunk's copy, in the other slot, while this one runs
+                pending = Pending{true, out_slot, t_lo, t_hi};
+                out_slot = 1 - out_slot;
+            }
+        }
+    }
+    drain(pending);
+    stream_.synchronize();
+}
+
+
+}  // namespace fastsep

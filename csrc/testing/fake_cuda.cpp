@@ -1,0 +1,354 @@
+// Host emulation of the CUDA runtime and cuFFT subset the pipeline uses (see fake_cuda/*.h). Everything runs
+// synchronously at the call, so stream order is program order. It is strict where a GPU would be: device memory
+// starts as NaN bytes, work areas must be set and alive, handles must be live, and a failure can be injected with
+// the environment variable FASTSEP_FAKE_CUDA_FAIL=<function name> (that function then returns an error).
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "cuda_runtime_api.h"
+#include "cufft.h"
+
+namespace {
+
+std::mutex g_mutex;
+std::map<const void*, size_t> g_device;   // live device allocations
+std::map<const void*, size_t> g_pinned;
+std::set<const void*> g_streams, g_events;
+cudaError_t g_last = cudaSuccess;
+
+struct Plan {
+    bool made = false;
+    bool auto_alloc = true;
+    void* work = nullptr;
+    size_t work_size = 0;
+    long long n = 0, idist = 0, odist = 0, batch = 0;
+    cufftType type = CUFFT_R2C;
+};
+std::map<int, Plan> g_plans;
+int g_next_plan = 1;
+
+bool fail(const char* name) {
+    const char* f = std::getenv("FASTSEP_FAKE_CUDA_FAIL");
+    return f && std::strcmp(f, name) == 0;
+}
+
+cudaError_t ret(cudaError_t e) {
+    if (e != cudaSuccess) g_last = e;
+    return e;
+}
+
+bool stream_ok(cudaStream_t s) {
+    return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread || g_streams.count(s);
+}
+
+// inside a live allocation (device or pinned) or plain host memory: only device ranges are checked
+bool device_range_ok(const void* p, size_t bytes) {
+    auto it = g_device.upper_bound(p);
+    if (it == g_device.begin()) return false;
+    --it;
+    const char* base = static_cast<const char*>(it->first);
+    const char* q = static_cast<const char*>(p);
+    return q >= base && q + bytes <= base + it->second;
+}
+
+void fft(std::vector<std::complex<double>>& a, bool inverse) {
+    const size_t n = a.size();
+    if (n & (n - 1)) {  // not a power of two: plain DFT
+        std::vector<std::complex<double>> out(n);
+        const double sign = inverse ? 1.0 : -1.0;
+        for (size_t k = 0; k < n; ++k) {
+            std::complex<double> acc = 0;
+            for (size_t j = 0; j < n; ++j) acc += a[j] * std::polar(1.0, sign * 2 * M_PI * double(j * k % n) / n);
+            out[k] = acc;
+        }
+        a.swap(out);
+        return;
+    }
+    for (size_t i = 1, j = 0; i < n; ++i) {
+        size_t bit = n >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) std::swap(a[i], a[j]);
+    }
+    for (size_t len = 2; len <= n; len <<= 1) {
+        const double ang = 2 * M_PI / double(len) * (inverse ? 1 : -1);
+        const std::complex<double> wl(std::cos(ang), std::sin(ang));
+        for (size_t i = 0; i < n; i += len) {
+            std::complex<double> w(1);
+            for (size_t j = 0; j < len / 2; ++j) {
+                const auto u = a[i + j], v = a[i + j + len / 2] * w;
+                a[i + j] = u + v;
+                a[i + j + len / 2] = u - v;
+                w *= wl;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+size_t fake_cuda_live_device_bytes() {
+    std::lock_guard<std::mutex> l(g_mutex);
+    size_t total = 0;
+    for (auto& kv : g_device) total += kv.second;
+    return total;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : ret(cudaErrorInvalidValue); }
+cudaError_t cudaGetDeviceCount(int* count) {
+    *count = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+    *v = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* v) {
+    *v = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaGetLastError() {
+    const cudaError_t e = g_last;
+    g_last = cudaSuccess;
+    return e;
+}
+const char* cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+        case cudaSuccess: return "cudaSuccess";
+        case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+        case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+        case cudaErrorCudartUnloading: return "cudaErrorCudartUnloading";
+        case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    }
+    return "cudaErrorUnknown";
+}
+const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaMalloc")) return ret(cudaErrorMemoryAllocation);
+    *p = std::malloc(bytes ? bytes : 1);
+    if (!*p) return ret(cudaErrorMemoryAllocation);
+    std::memset(*p, 0xff, bytes);  // NaN floats: reading what was never written shows up in the results
+    g_device[*p] = bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (!p) return cudaSuccess;
+    if (!g_device.erase(p)) return ret(cudaErrorInvalidValue);
+    std::free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaMallocHost")) return ret(cudaErrorMemoryAllocation);
+    *p = std::malloc(bytes ? bytes : 1);
+    if (!*p) return ret(cudaErrorMemoryAllocation);
+    std::memset(*p, 0xff, bytes);
+    g_pinned[*p] = bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* p) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (!p) return cudaSuccess;
+    if (!g_pinned.erase(p)) return ret(cudaErrorInvalidValue);
+    std::free(p);
+    return cudaSuccess;
+}
+
+static cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if ((dst_dev && !device_range_ok(dst, bytes)) || (src_dev && !device_range_ok(src, bytes)))
+        return ret(cudaErrorInvalidValue);
+    std::memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaMemcpy")) return ret(cudaErrorInvalidValue);
+    return copy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaMemcpyAsync") || !stream_ok(s)) return ret(cudaErrorInvalidValue);
+    return copy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaMemcpy2DAsync") || !stream_ok(s) || width > dpitch || width > spitch)
+        return ret(cudaErrorInvalidValue);
+    for (size_t r = 0; r < height; ++r) {
+        const cudaError_t e = copy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
+                                   width, kind);
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (!stream_ok(s) || !device_range_ok(p, bytes)) return ret(cudaErrorInvalidValue);
+    std::memset(p, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaStreamCreateWithFlags")) return ret(cudaErrorInvalidValue);
+    *s = reinterpret_cast<cudaStream_t>(new char);
+    g_streams.insert(*s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (!g_streams.erase(s)) return ret(cudaErrorInvalidResourceHandle);
+    delete reinterpret_cast<char*>(s);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cudaStreamSynchronize")) return ret(cudaErrorInvalidValue);
+    return stream_ok(s) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    return stream_ok(s) && g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    *e = reinterpret_cast<cudaEvent_t>(new char);
+    g_events.insert(*e);
+    return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (!g_events.erase(e)) return ret(cudaErrorInvalidResourceHandle);
+    delete reinterpret_cast<char*>(e);
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    return stream_ok(s) && g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    return g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+
+// ------------------------------------------------------------------------------------------------- cuFFT
+
+cufftResult cufftCreate(cufftHandle* plan) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    *plan = g_next_plan++;
+    g_plans[*plan] = Plan{};
+    return CUFFT_SUCCESS;
+}
+cufftResult cufftDestroy(cufftHandle plan) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    return g_plans.erase(plan) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
+}
+cufftResult cufftGetVersion(int* version) {
+    *version = 0;
+    return CUFFT_SUCCESS;
+}
+cufftResult cufftSetAutoAllocation(cufftHandle plan, int autoAllocate) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    auto it = g_plans.find(plan);
+    if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
+    it->second.auto_alloc = autoAllocate != 0;
+    return CUFFT_SUCCESS;
+}
+cufftResult cufftMakePlanMany64(cufftHandle plan, int rank, long long* n, long long* inembed, long long istride,
+                                long long idist, long long* onembed, long long ostride, long long odist,
+                                cufftType type, long long batch, size_t* workSize) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail("cufftMakePlanMany64")) return CUFFT_INVALID_VALUE;
+    auto it = g_plans.find(plan);
+    if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
+    if (rank != 1 || istride != 1 || ostride != 1 || n[0] < 2 || batch < 1) return CUFFT_INVALID_VALUE;
+    const long long bins = n[0] / 2 + 1;
+    if (type == CUFFT_R2C && (inembed[0] < n[0] || onembed[0] < bins || idist < n[0] || odist < bins))
+        return CUFFT_INVALID_VALUE;
+    if (type == CUFFT_C2R && (inembed[0] < bins || onembed[0] < n[0] || idist < bins || odist < n[0]))
+        return CUFFT_INVALID_VALUE;
+    Plan& p = it->second;
+    p.made = true;
+    p.n = n[0];
+    p.idist = idist;
+    p.odist = odist;
+    p.type = type;
+    p.batch = batch;
+    p.work_size = static_cast<size_t>(batch) * 64;  // a work area that grows with the batch, as cuFFT's may
+    *workSize = p.work_size;
+    return CUFFT_SUCCESS;
+}
+cufftResult cufftSetStream(cufftHandle plan, cudaStream_t s) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    return g_plans.count(plan) && stream_ok(s) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
+}
+cufftResult cufftSetWorkArea(cufftHandle plan, void* work) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    auto it = g_plans.find(plan);
+    if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
+    it->second.work = work;
+    return CUFFT_SUCCESS;
+}
+
+static cufftResult exec(cufftHandle plan, const void* in, void* out, cufftType type, const char* name) {
+    std::lock_guard<std::mutex> l(g_mutex);
+    if (fail(name)) return CUFFT_EXEC_FAILED;
+    auto it = g_plans.find(plan);
+    if (it == g_plans.end() || !it->second.made) return CUFFT_INVALID_PLAN;
+    const Plan& p = it->second;
+    if (p.type != type) return CUFFT_INVALID_TYPE;
+    // without auto-allocation the work area must be a live device buffer of the size the plan asked for
+    if (!p.auto_alloc && p.work_size && (!p.work || !device_range_ok(p.work, p.work_size))) return CUFFT_EXEC_FAILED;
+    const long long n = p.n, bins = n / 2 + 1;
+    const size_t in_elem = type == CUFFT_R2C ? sizeof(float) : sizeof(cufftComplex);
+    const size_t out_elem = type == CUFFT_R2C ? sizeof(cufftComplex) : sizeof(float);
+    const long long in_len = type == CUFFT_R2C ? n : bins, out_len = type == CUFFT_R2C ? bins : n;
+    if (!device_range_ok(in, ((p.batch - 1) * p.idist + in_len) * in_elem) ||
+        !device_range_ok(out, ((p.batch - 1) * p.odist + out_len) * out_elem))
+        return CUFFT_EXEC_FAILED;
+    std::vector<std::complex<double>> a(n);
+    for (long long b = 0; b < p.batch; ++b) {
+        if (type == CUFFT_R2C) {
+            const float* x = static_cast<const float*>(in) + b * p.idist;
+            for (long long j = 0; j < n; ++j) a[j] = x[j];
+            fft(a, false);
+            cufftComplex* y = static_cast<cufftComplex*>(out) + b * p.odist;
+            for (long long k = 0; k < bins; ++k) y[k] = {float(a[k].real()), float(a[k].imag())};
+        } else {
+            const cufftComplex* x = static_cast<const cufftComplex*>(in) + b * p.idist;
+            for (long long k = 0; k < bins; ++k) a[k] = {x[k].x, x[k].y};
+            a[0].imag(0);
+            if (n % 2 == 0) a[n / 2].imag(0);
+            for (long long k = bins; k < n; ++k) a[k] = std::conj(a[n - k]);
+            fft(a, true);
+            float* y = static_cast<float*>(out) + b * p.odist;
+            for (long long j = 0; j < n; ++j) y[j] = float(a[j].real());
+        }
+    }
+    return CUFFT_SUCCESS;
+}
+
+cufftResult cufftExecR2C(cufftHandle plan, cufftReal* idata, cufftComplex* odata) {
+    return exec(plan, idata, odata, CUFFT_R2C, "cufftExecR2C");
+}
+cufftResult cufftExecC2R(cufftHandle plan, cufftComplex* idata, cufftReal* odata) {
+    return exec(plan, idata, odata, CUFFT_C2R, "cufftExecC2R");
+}

@@ -1,0 +1,378 @@
+"""The GPU pipeline: a thin wrapper of fastsep._native (csrc/, built only where a CUDA toolkit and cuFFT are found).
+
+    from fastsep import native
+    native.require()                                  # FastsepError with a one-line reason if it cannot run
+    pipe = native.Pipeline.from_config(cfg, max_batch=4, dtype="float32")
+    pipe.set_network(lambda batch: ...)               # enqueue the network on pipe.stream:
+                                                      #   reads pipe.net_input (B, 2, T, F), writes pipe.net_output
+                                                      #   (B, n_stems, 2, T, F), first `batch` segments
+    stems = pipe.separate(waveform)                   # (n_stems, L, 2) float32
+
+`waveform` is a NumPy (L, 2) float32 array (mono and other channel counts are converted as dsp.to_stereo does),
+or a device array (CuPy, PyTorch, anything with __cuda_array_interface__) read in place; the result is NumPy for
+host input and a device array (DeviceArray: __cuda_array_interface__ and __dlpack__) for device input, unless
+`out` says where to write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import importlib
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import FastsepError, InputError, ModelError
+
+
+class GpuError(FastsepError):
+    """A CUDA or cuFFT call of the GPU pipeline failed."""
+
+
+class GpuUnavailableError(GpuError):
+    """The GPU pipeline cannot run here: fastsep was built without CUDA, libcufft is missing, or there is no GPU."""
+
+
+_module = None
+_why_unavailable: Optional[str] = None
+_loaded = False
+
+NOT_BUILT = ("the GPU pipeline needs fastsep built with CUDA: no CUDA toolkit (nvcc and cuFFT) was found when "
+             "fastsep was installed (install a CUDA toolkit and `pip install nvidia-cufft`, then reinstall fastsep)")
+
+
+def _cufft_candidates() -> list[str]:
+    roots = []
+    try:
+        import nvidia  # namespace package of the nvidia-* wheels
+
+        roots += list(nvidia.__path__)
+    except ImportError:
+        pass
+    found = []
+    for root in roots:
+        for sub in ("cu13", "cufft", "cu12"):
+            found += sorted(glob.glob(os.path.join(root, sub, "lib", "libcufft.so*")))
+    hint = os.environ.get("FASTSEP_CUFFT_ROOT")
+    if hint:
+        found = sorted(glob.glob(os.path.join(hint, "lib*", "libcufft.so*"))) + found
+    return found
+
+
+def _load():
+    """Import fastsep._native once; on a missing libcufft, preload it from the nvidia-cufft wheel and retry."""
+    global _module, _why_unavailable, _loaded
+    if _loaded:
+        return _module
+    _loaded = True
+    name = f"{__package__}._native"
+    try:
+        m = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        _why_unavailable = NOT_BUILT if e.name == name else f"fastsep._native cannot be loaded: {e}"
+        return None
+    except ImportError as e:
+        if "cufft" not in str(e):
+            _why_unavailable = f"fastsep._native cannot be loaded: {e}"
+            return None
+        for path in _cufft_candidates():
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                break
+            except OSError:
+                continue
+        try:
+            m = importlib.import_module(name)
+        except ImportError as e2:
+            _why_unavailable = (f"the GPU pipeline cannot load libcufft ({e2}): pip install nvidia-cufft, "
+                                "or set FASTSEP_CUFFT_ROOT to a folder holding lib/libcufft.so")
+            return None
+    _module = m
+    return m
+
+
+def built() -> bool:
+    """Whether fastsep._native (the CUDA build) is importable."""
+    return _load() is not None
+
+
+def unavailable_reason() -> Optional[str]:
+    """None if the GPU pipeline can run here, else the one-line reason."""
+    m = _load()
+    if m is None:
+        return _why_unavailable
+    if m.device_count() < 1:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        extra = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        return f"the GPU pipeline needs an NVIDIA GPU and driver: no CUDA device is visible{extra}"
+    return None
+
+
+def available() -> bool:
+    """Whether the GPU pipeline can run here: built with CUDA and a GPU is visible."""
+    return unavailable_reason() is None
+
+
+def require():
+    """The fastsep._native module, or GpuUnavailableError with a one-line reason."""
+    why = unavailable_reason()
+    if why is not None:
+        raise GpuUnavailableError(why)
+    return _module
+
+
+@contextlib.contextmanager
+def _errors():
+    """Native exceptions -> fastsep.FastsepError subclasses (one line each)."""
+    m = _module
+    try:
+        yield
+    except m.InvalidArgument as e:
+        raise InputError(str(e)) from None
+    except m.NativeError as e:
+        raise GpuError(f"GPU pipeline: {e}") from None
+
+
+class DeviceView:
+    """A non-owning view of a pipeline buffer on the device, for CuPy / PyTorch / TensorRT.
+
+    `ptr` is the device address; `__cuda_array_interface__` carries the pipeline's stream, which the data is
+    ordered on. Valid as long as the Pipeline lives.
+    """
+
+    def __init__(self, ptr: int, shape: tuple, dtype: np.dtype, stream: int, owner: Any = None):
+        self.ptr = int(ptr)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.stream = int(stream)
+        self._owner = owner  # keeps the pipeline (and so the memory) alive
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "strides": None,
+                "version": 3, "stream": self.stream}
+
+    def __repr__(self) -> str:
+        return f"DeviceView(ptr=0x{self.ptr:x}, shape={self.shape}, dtype={self.dtype.name})"
+
+
+def _cuda_array_interface(obj) -> Optional[dict]:
+    try:
+        return obj.__cuda_array_interface__
+    except AttributeError:
+        return None
+    except Exception as e:  # e.g. a torch tensor on the CPU raises; treat as host data
+        if "cuda" in type(obj).__module__.lower() or type(obj).__module__.startswith("torch"):
+            return None
+        raise InputError(f"cannot read the device array: {e}") from None
+
+
+def _contiguous(cai: dict, itemsize: int) -> bool:
+    strides = cai.get("strides")
+    if strides is None:
+        return True
+    expect, ok = itemsize, True
+    for dim, stride in zip(reversed(cai["shape"]), reversed(strides)):
+        if dim > 1 and stride != expect:
+            ok = False
+        expect *= dim
+    return ok
+
+
+def _device_stereo(obj):
+    """(obj', producer_stream) with obj' a (L, 2) float32 contiguous device array; converts torch/cupy inputs."""
+    mod = type(obj).__module__
+    producer = None
+    if mod.startswith("torch"):
+        import torch
+
+        t = obj
+        if t.ndim == 1:
+            t = t[:, None]
+        if t.ndim != 2 or t.shape[1] == 0:
+            raise InputError(f"waveform must be (samples,) or (samples, channels), got shape {tuple(obj.shape)}")
+        t = t.expand(-1, 2) if t.shape[1] == 1 else t[:, :2]
+        t = t.to(torch.float32).contiguous()
+        producer = torch.cuda.current_stream(t.device).cuda_stream
+        return t, producer
+    if mod.startswith("cupy"):
+        import cupy
+
+        a = obj
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2 or a.shape[1] == 0:
+            raise InputError(f"waveform must be (samples,) or (samples, channels), got shape {tuple(obj.shape)}")
+        a = cupy.repeat(a, 2, axis=1) if a.shape[1] == 1 else a[:, :2]
+        a = cupy.ascontiguousarray(a, dtype=cupy.float32)
+        producer = cupy.cuda.get_current_stream().ptr
+        return a, producer
+    return obj, None
+
+
+class Pipeline:
+    """STFT, masks and inverse STFT on the GPU for one model configuration, around a caller-supplied network.
+
+    Device memory depends on max_batch (segments per chunk), never on the song's length.
+    """
+
+    def __init__(self, n_stems: int, F: int, *, T: int = 512, frame_length: int = 4096, frame_step: int = 1024,
+                 separation_exponent: float = 2.0, mask_extension: str = "zeros", dtype="float32",
+                 max_batch: int = 4):
+        m = require()
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise ModelError(f"network dtype must be float32 or float16, got {dt}")
+        if mask_extension not in ("zeros", "average"):
+            raise ModelError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
+        if not (1 <= F <= frame_length // 2 + 1):
+            raise ModelError(f"F={F} must be in [1, frame_length/2 + 1]")
+        if max_batch < 1:
+            raise ModelError("max_batch must be at least 1")
+        with _errors():
+            self._impl = m.Pipeline(int(n_stems), int(F), int(T), int(frame_length), int(frame_step),
+                                    float(separation_exponent), mask_extension, dt.name, int(max_batch))
+        self._network: Optional[Callable[[int], None]] = None
+
+    @classmethod
+    def from_config(cls, cfg, *, dtype="float32", max_batch: int = 4) -> "Pipeline":
+        """From a fastsep.models.config.ModelConfig."""
+        return cls(cfg.n_stems, cfg.F, T=cfg.T, frame_length=cfg.frame_length, frame_step=cfg.frame_step,
+                   separation_exponent=cfg.separation_exponent, mask_extension=cfg.mask_extension, dtype=dtype,
+                   max_batch=max_batch)
+
+    # --- description
+    stream = property(lambda self: self._impl.stream, doc="cudaStream_t of the pipeline, as an int")
+    device = property(lambda self: self._impl.device)
+    n_stems = property(lambda self: self._impl.n_stems)
+    F = property(lambda self: self._impl.F)
+    T = property(lambda self: self._impl.T)
+    frame_length = property(lambda self: self._impl.frame_length)
+    frame_step = property(lambda self: self._impl.frame_step)
+    bins = property(lambda self: self._impl.bins)
+    max_batch = property(lambda self: self._impl.max_batch)
+    separation_exponent = property(lambda self: self._impl.separation_exponent)
+    mask_extension = property(lambda self: self._impl.mask_extension)
+    device_bytes = property(lambda self: self._impl.device_bytes, doc="device memory held (after a host-I/O run)")
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the network's input and output."""
+        return np.dtype(self._impl.dtype)
+
+    def net_input_shape(self, batch: Optional[int] = None) -> tuple:
+        return tuple(self._impl.net_input_shape(self.max_batch if batch is None else batch))
+
+    def net_output_shape(self, batch: Optional[int] = None) -> tuple:
+        return tuple(self._impl.net_output_shape(self.max_batch if batch is None else batch))
+
+    @property
+    def net_input(self) -> DeviceView:
+        """(max_batch, 2, T, F) network input; the first `batch` segments are valid in a callback."""
+        return DeviceView(self._impl.net_input_ptr, self.net_input_shape(), self.dtype, self.stream, self)
+
+    @property
+    def net_output(self) -> DeviceView:
+        """(max_batch, n_stems, 2, T, F) network output, to be written by the callback."""
+        return DeviceView(self._impl.net_output_ptr, self.net_output_shape(), self.dtype, self.stream, self)
+
+    # --- the network
+    def set_network(self, network: Optional[Callable[[int], None]]) -> None:
+        """network(batch) enqueues on `stream` the network from net_input to net_output for `batch` segments."""
+        if network is not None and not callable(network):
+            raise TypeError("network must be callable(batch) or None")
+        self._network = network
+
+    def use_known_network(self, a, b) -> None:
+        """Built-in test network (used while no network is set): estimates_s = x * sigmoid(a_s * x + b_s)."""
+        a = [float(v) for v in a]
+        b = [float(v) for v in b]
+        with _errors():
+            self._impl.use_known_network(a, b)
+
+    # --- running
+    def separate(self, waveform, out=None):
+        """(L, 2) waveform at 44.1 kHz -> (n_stems, L, 2) float32 stems (NumPy, or DeviceArray for device input)."""
+        m = _module
+        cai = _cuda_array_interface(waveform)
+        keep = []  # objects whose memory the native call uses
+        if cai is None:
+            from .dsp import to_stereo
+
+            x = np.asarray(waveform)
+            if not np.issubdtype(x.dtype, np.floating):
+                raise InputError(f"waveform must be floating point, got {x.dtype}")
+            x = np.ascontiguousarray(to_stereo(x), dtype=np.float32)
+            if not np.isfinite(x).all():
+                raise InputError("waveform contains NaN or Inf")
+            keep.append(x)
+            L, x_ptr, x_dev, producer = x.shape[0], x.ctypes.data, False, None
+        else:
+            obj, producer = _device_stereo(waveform)
+            cai = obj.__cuda_array_interface__
+            shape = tuple(cai["shape"])
+            if len(shape) != 2 or shape[1] != 2 or cai["typestr"] != "<f4" or not _contiguous(cai, 4):
+                raise InputError(f"a device waveform must be a contiguous (samples, 2) float32 array, got shape "
+                                 f"{shape} {cai['typestr']} (CuPy and PyTorch inputs are converted)")
+            if producer is None:
+                s = cai.get("stream")
+                producer = int(s) if s is not None else None
+            keep.append(obj)
+            L, x_ptr, x_dev = shape[0], int(cai["data"][0]), True
+        S = self.n_stems
+        if out is None:
+            with _errors():
+                out = m.DeviceArray([S, L, 2]) if x_dev else np.empty((S, L, 2), np.float32)
+        out_cai = _cuda_array_interface(out)
+        if out_cai is None:
+            if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (S, L, 2)
+                    or not out.flags.c_contiguous or not out.flags.writeable):
+                raise InputError(f"out must be a writeable C-contiguous float32 array of shape {(S, L, 2)}")
+            out_ptr, out_dev = out.ctypes.data, False
+        else:
+            if (tuple(out_cai["shape"]) != (S, L, 2) or out_cai["typestr"] != "<f4" or not _contiguous(out_cai, 4)
+                    or out_cai["data"][1]):
+                raise InputError(f"out must be a writeable contiguous float32 device array of shape {(S, L, 2)}")
+            out_ptr, out_dev = int(out_cai["data"][0]), True
+            if producer is None:  # order the pipeline after the caller's work on `out`
+                if type(out).__module__.startswith("torch"):
+                    import torch
+
+                    producer = torch.cuda.current_stream(out.device).cuda_stream
+                elif out_cai.get("stream") is not None:
+                    producer = int(out_cai["stream"])
+        if L == 0:
+            return out
+        with _errors():
+            self._impl.separate(x_ptr, L, x_dev, out_ptr, out_dev, producer, self._network)
+        del keep
+        return out
+
+    def synchronize(self) -> None:
+        with _errors():
+            self._impl.synchronize()
+
+    # --- test and debugging helpers (synchronous)
+    def download_net_input(self, batch: Optional[int] = None) -> np.ndarray:
+        with _errors():
+            return self._impl.copy_net_input_to_host(self.max_batch if batch is None else batch)
+
+    def upload_net_output(self, estimates: np.ndarray) -> None:
+        with _errors():
+            self._impl.copy_net_output_from_host(np.ascontiguousarray(estimates, dtype=self.dtype))
+
+    def run_known_network(self, batch: int) -> None:
+        with _errors():
+            self._impl.run_known_network(batch)
+
+    def __repr__(self) -> str:
+        return (f"Pipeline(n_stems={self.n_stems}, F={self.F}, T={self.T}, max_batch={self.max_batch}, "
+                f"dtype={self.dtype.name}, mask_extension={self.mask_extension!r})")
+

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# One-call GPU check (GPU.md "One call does it all"). Run from the repo root on the GPU machine:
+#     tools/gpu_check.sh
+# Steps run in order, each in its own log under a scratch folder ($OUT inside this script) and under a time limit;
+# a failing step is reported loudly and the script goes on. At the end the folder DEST (the device tool's $OUT,
+# else ./gpu_check_out) receives at most 8 files: results.txt, gpu_check_logs.tar.gz (every log) and the small
+# .tsv/.json summaries; the results table is printed LAST. Exit status: the number of failed steps.
+#
+# Adding steps (TensorRT / PyTorch runner, ...): put a bash file tools/gpu_check.d/NN-name.sh. Each is sourced, in
+# name order, after the built-in steps (package installed; $PY, $OUT, $ROOT, $TESTDIR exported). It should define
+# functions and call `step NAME COMMAND...` (runs COMMAND, a function or a program, with its log in $OUT/NAME.log,
+# never stops the script) and `result KEY VALUE` (a line of the final table). It must not `exit`. Example:
+#     trt_check() { cd "$TESTDIR" && "$PY" -m pytest -v "$ROOT/tests/test_trt.py"; }
+#     step trt_tests trt_check
+#
+# Environment: PYTHON (default python3), OUT (DEST), FASTSEP_STEP_TIMEOUT (seconds per step, default 240),
+# FASTSEP_GPU_BENCH_SECONDS (audio length of the DSP timing, default 120), FASTSEP_WHEELS (folder of wheels to
+# install offline first, e.g. scipy), CMAKE_CUDA_ARCHITECTURES (default: the full list of CMakeLists.txt).
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+DEST="${OUT:-$ROOT/gpu_check_out}"
+mkdir -p "$DEST"
+OUT="$(mktemp -d "${TMPDIR:-/tmp}/fastsep_gpu_check.XXXXXX")"
+TESTDIR="$OUT/tests_run"  # pytest runs here, outside the repo: `import fastsep` is the installed package
+mkdir -p "$TESTDIR"
+STEP_TIMEOUT="${FASTSEP_STEP_TIMEOUT:-240}"
+export PY OUT ROOT TESTDIR
+T_START=$(date +%s)
+FAILED=0
+STEPS=()     # "name|status|seconds"
+RESULTS=()   # "key|value"
+
+step() {  # step NAME COMMAND... : run with output in $OUT/NAME.log, record PASS/FAIL and the time
+    local name="$1"; shift
+    local log="$OUT/$name.log" t0 rc status
+    t0=$(date +%s)
+    echo "=== [$name] $*" | tee -a "$OUT/gpu_check.log"
+    if declare -F "$1" >/dev/null; then export -f "$1"; fi
+    # timeout runs the command in its own process group and kills all of it (python children included)
+    timeout -k 10 "$STEP_TIMEOUT" bash -c '"$@"' _ "$@" >"$log" 2>&1
+    rc=$?
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then echo "TIMED OUT after ${STEP_TIMEOUT}s" >>"$log"; fi
+    if [[ $rc -eq 0 ]]; then status=PASS; else status="FAIL(rc=$rc)"; FAILED=$((FAILED + 1)); fi
+    STEPS+=("$name|$status|$(( $(date +%s) - t0 ))")
+    tail -n 15 "$log" | sed "s/^/    [$name] /" | tee -a "$OUT/gpu_check.log"
+    if [[ $rc -ne 0 ]]; then
+        echo "!!!!!!!! STEP $name FAILED (rc=$rc): see $name.log in gpu_check_logs.tar.gz" | tee -a "$OUT/gpu_check.log"
+    fi
+    return 0
+}
+
+result() { RESULTS+=("$1|$2"); }
+
+# ------------------------------------------------------------------------------------------ 1. environment
+env_info() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv || nvidia-smi
+    command -v nvcc && nvcc --version | tail -n 2
+    "$PY" - <<'PYEOF'
+import importlib, sys
+print("python", sys.version.split()[0])
+for name in ("numpy", "scipy", "torch", "cupy", "pybind11", "scikit_build_core", "cmake", "ninja", "pytest"):
+    try:
+        m = importlib.import_module(name)
+        print(f"{name:18s} {getattr(m, '__version__', '?')}")
+    except Exception as e:
+        print(f"{name:18s} MISSING ({type(e).__name__})")
+try:
+    import importlib.metadata as md
+    for dist in ("nvidia-cufft", "nvidia-cufft-cu12"):
+        try:
+            print(f"{dist:18s} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+except Exception:
+    pass
+PYEOF
+}
+step env env_info
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+result gpu "${GPU_NAME:-unknown}"
+
+# offline wheels (e.g. scipy, which dsp.py needs and the GPU machine may lack)
+if [[ -n "${FASTSEP_WHEELS:-}" && -d "${FASTSEP_WHEELS}" ]]; then
+    step wheels "$PY" -m pip install --no-index --no-deps --find-links "$FASTSEP_WHEELS" "$FASTSEP_WHEELS"/*.whl
+fi
+# dsp.py imports scipy.fft; without scipy, a numpy.fft stand-in keeps the references computable (logged)
+if ! "$PY" -c "import scipy.fft" 2>/dev/null; then
+    SHIM="$OUT/scipy_shim"
+    mkdir -p "$SHIM/scipy"
+    : >"$SHIM/scipy/__init__.py"
+    cat >"$SHIM/scipy/fft.py" <<'PYEOF'
+# numpy.fft stand-in used by tools/gpu_check.sh only where scipy is not installed
+import numpy as _np
+def rfft(x, n=None, axis=-1, norm=None, workers=None, **_):
+    return _np.fft.rfft(x, n=n, axis=axis, norm=norm)
+def irfft(x, n=None, axis=-1, norm=None, workers=None, **_):
+    return _np.fft.irfft(x, n=n, axis=axis, norm=norm)
+PYEOF
+    export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+    echo "scipy missing: references use the numpy.fft stand-in in $SHIM" | tee -a "$OUT/gpu_check.log"
+    result scipy "numpy.fft stand-in"
+fi
+
+# ------------------------------------------------------------------------------------------ 2. build
+build() {
+    if [[ ! -f README.md ]]; then  # pyproject's readme; the build fails without it
+        echo "README.md missing: creating an empty one so that the package builds"
+        : >README.md
+    fi
+    "$PY" -m pip install --no-build-isolation --no-deps -v . && cd "$OUT" &&
+        "$PY" - <<'PYEOF'
+from fastsep import native
+print("built:", native.built(), "| available:", native.available(), "|", native.unavailable_reason())
+m = native.require()
+print("device_count", m.device_count(), "runtime", m.runtime_version(), "driver", m.driver_version(),
+      "cufft", m.cufft_version())
+PYEOF
+}
+T0=$(date +%s)
+step build build
+result build_seconds "$(( $(date +%s) - T0 ))"
+grep -E "fastsep: |Build files|Linking" "$OUT/build.log" | head -n 8 | sed 's/^/    /'
+
+# ------------------------------------------------------------------------------------------ 3. tests
+run_tests() {  # run_tests NAME PYTEST-ARGS...: junit xml as $OUT/NAME.xml
+    cd "$TESTDIR" && "$PY" -m pytest -p no:cacheprovider -rs -v --junitxml="$OUT/$1.xml" "${@:2}"
+}
+step host_dsp_tests run_tests host_dsp_tests "$ROOT/tests/test_host_dsp.py" -q
+step gpu_tests run_tests gpu_tests -m gpu "$ROOT/tests/test_native_gpu.py"
+result gpu_tests "$(grep -Eo '[0-9]+ (passed|failed|skipped|error)[^=]*' "$OUT/gpu_tests.log" | tail -n 1)"
+
+# ------------------------------------------------------------------------------------------ 4. DSP timing
+dsp_bench() {
+    cd "$TESTDIR" && "$PY" - <<'PYEOF'
+import os, time
+import numpy as np
+from fastsep import native
+
+native.require()
+seconds = float(os.environ.get("FASTSEP_GPU_BENCH_SECONDS", "120"))
+sr = 44100
+L = int(seconds * sr)
+x = (0.3 * np.random.default_rng(0).standard_normal((L, 2))).astype(np.float32)
+try:
+    import cupy
+    xd = cupy.asarray(x)
+except Exception as e:
+    print(f"cupy unavailable ({type(e).__name__}: {e}): no device-I/O timing")
+    cupy = None
+    xd = None
+rows = []
+for stems in (2, 4, 5):
+    for batch in (1, 2, 4, 8):
+        pipe = native.Pipeline(stems, 1024, max_batch=batch)
+        pipe.use_known_network([1.0] * stems, [0.0] * stems)
+        pipe.separate(x[: sr * 30])  # warm-up: plans, staging
+        reps = 3
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            pipe.separate(x)
+        host = (time.perf_counter() - t0) / reps
+        dev = float("nan")
+        if xd is not None:
+            out = cupy.empty((stems, L, 2), cupy.float32)
+            pipe.separate(xd, out=out)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                pipe.separate(xd, out=out)
+            dev = (time.perf_counter() - t0) / reps
+            del out
+        mib = pipe.device_bytes / 2**20
+        rows.append((stems, batch, host, dev, mib))
+        print(f"stems={stems} batch={batch}: host I/O {1e3 * host / seconds:.3f} ms per audio s "
+              f"({seconds / host:.0f}x realtime), device I/O {1e3 * dev / seconds:.3f} ms/s "
+              f"({seconds / dev:.0f}x), device memory {mib:.0f} MiB", flush=True)
+        del pipe
+with open(os.path.join(os.environ["OUT"], "dsp_bench.tsv"), "w") as f:
+    f.write("stems\tbatch\thost_ms_per_audio_s\tdevice_ms_per_audio_s\tdevice_MiB\n")
+    for s, b, h, d, m in rows:
+        f.write(f"{s}\t{b}\t{1e3 * h / seconds:.4f}\t{1e3 * d / seconds:.4f}\t{m:.0f}\n")
+PYEOF
+}
+step dsp_bench dsp_bench
+
+# ------------------------------------------------------------------------------------------ 5. appended steps
+if [[ -d "$ROOT/tools/gpu_check.d" ]]; then
+    for f in "$ROOT"/tools/gpu_check.d/*.sh; do
+        [[ -e "$f" ]] || continue
+        echo "=== sourcing $f" | tee -a "$OUT/gpu_check.log"
+        # shellcheck disable=SC1090
+        source "$f" || { echo "!!!!!!!! $f failed (rc=$?)" | tee -a "$OUT/gpu_check.log"; FAILED=$((FAILED + 1)); }
+    done
+fi
+
+# ------------------------------------------------------------------------------------------ results (last)
+{
+    echo
+    echo "==================== fastsep GPU check: $(date -u +%FT%TZ), ${GPU_NAME:-unknown GPU}, $(( $(date +%s) - T_START )) s"
+    printf "%-22s %-12s %6s\n" step status seconds
+    for s in "${STEPS[@]}"; do IFS='|' read -r n st sec <<<"$s"; printf "%-22s %-12s %6s\n" "$n" "$st" "$sec"; done
+    for r in "${RESULTS[@]}"; do IFS='|' read -r k v <<<"$r"; printf "%-22s %s\n" "$k" "$v"; done
+    if [[ -f "$OUT/dsp_bench.tsv" ]]; then
+        echo "DSP only (STFT + masks + iSTFT, known network), ms per second of audio (lower is better):"
+        column -t "$OUT/dsp_bench.tsv" 2>/dev/null || cat "$OUT/dsp_bench.tsv"
+    fi
+    echo "logs: $DEST/gpu_check_logs.tar.gz   failed steps: $FAILED"
+} >"$OUT/results.txt"
+# at most 8 files come back from the device: the table, every log in one archive, then the small summaries
+tar -czf "$DEST/gpu_check_logs.tar.gz" -C "$OUT" --exclude=./tests_run --exclude=./scipy_shim . 2>/dev/null
+cp "$OUT/results.txt" "$DEST/results.txt"
+n=2
+for f in "$OUT"/*.tsv "$OUT"/*.json; do
+    [[ -f "$f" && $n -lt 8 ]] || continue
+    cp "$f" "$DEST/" && n=$((n + 1))
+done
+cat "$OUT/results.txt"
+exit "$FAILED"
