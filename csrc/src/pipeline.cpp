@@ -44,7 +44,6 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     FASTSEP_CHECK(cudaMemcpy(analysis_window_.data(), win.data(), fbytes(N_), cudaMemcpyHostToDevice));
     FASTSEP_CHECK(cudaMemcpy(synthesis_window_.data(), syn.data(), fbytes(N_), cudaMemcpyHostToDevice));
 
-    input_ = DeviceBuffer(fbytes(2 * ((frames - 1) * H_ + N_)));
     spectrum_ = DeviceBuffer(fbytes(2 * frames * row_stride_));
     net_input_ = DeviceBuffer(static_cast<std::size_t>(frames) * 2 * cfg_.F * net);
     net_output_ = DeviceBuffer(static_cast<std::size_t>(frames) * S_ * 2 * cfg_.F * net);
@@ -95,12 +94,21 @@ Pipeline::Plans& Pipeline::plans_for(int batch) {
     return slot;
 }
 
-void Pipeline::ensure_host_staging() {
+void Pipeline::ensure_host_input(bool staged) {
     const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
-    if (!out_chunk_.data()) out_chunk_ = DeviceBuffer(fbytes(int64_t(S_) * frames * H_ * 2));
+    const std::size_t bytes = fbytes(2 * ((frames - 1) * H_ + N_));
     for (int i = 0; i < 2; ++i) {
-        if (!pinned_in_[i].data()) pinned_in_[i] = PinnedBuffer(fbytes(2 * ((frames - 1) * H_ + N_)));
-        if (!pinned_out_[i].data()) pinned_out_[i] = PinnedBuffer(fbytes(int64_t(S_) * frames * H_ * 2));
+        if (!input_[i].data()) input_[i] = DeviceBuffer(bytes);
+        if (staged && !pinned_in_[i].data()) pinned_in_[i] = PinnedBuffer(bytes);
+    }
+}
+
+void Pipeline::ensure_host_output(bool staged) {
+    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
+    const std::size_t bytes = fbytes(int64_t(S_) * frames * H_ * 2);
+    for (int i = 0; i < 2; ++i) {
+        if (!out_chunk_[i].data()) out_chunk_[i] = DeviceBuffer(bytes);
+        if (staged && !pinned_out_[i].data()) pinned_out_[i] = PinnedBuffer(bytes);
     }
 }
 
@@ -141,20 +149,39 @@ void Pipeline::copy_net_output_from_host(const void* src, int batch) {
 }
 
 std::size_t Pipeline::device_bytes() const noexcept {
-    std::size_t total = analysis_window_.bytes() + synthesis_window_.bytes() + input_.bytes() + spectrum_.bytes() +
-                        net_input_.bytes() + net_output_.bytes() + mask_mean_.bytes() + stems_.bytes() +
-                        tails_.bytes() + out_chunk_.bytes() + known_ab_.bytes() + work_area_.bytes();
+    std::size_t total = analysis_window_.bytes() + synthesis_window_.bytes() + input_[0].bytes() +
+                        input_[1].bytes() + spectrum_.bytes() + net_input_.bytes() + net_output_.bytes() +
+                        mask_mean_.bytes() + stems_.bytes() + tails_.bytes() + out_chunk_[0].bytes() +
+                        out_chunk_[1].bytes() + known_ab_.bytes() + work_area_.bytes();
     return total;
 }
 
 void Pipeline::separate(const PipelineInput& input, const PipelineOutput& output, const Network& network) {
+    FASTSEP_REQUIRE(input.samples >= 0, "negative sample count");
+    if (input.samples == 0) return;
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);
+    // Register: page-lock the caller's memory for the call (DMA straight from/into it), else stage. Declared
+    // before the try: unregistered only after the streams have drained, also when the call fails.
+    PipelineInput in = input;
+    PipelineOutput out = output;
+    HostRegistration in_reg, out_reg;
+    if (!in.on_device && in.host == HostMemory::Register && in.data) {
+        in_reg = HostRegistration::try_register(in.data, fbytes(2 * in.samples));
+        in.host = in_reg ? HostMemory::Direct : HostMemory::Stage;
+    }
+    if (!out.on_device && out.host == HostMemory::Register && out.data) {
+        out_reg = HostRegistration::try_register(out.data, fbytes(int64_t(S_) * 2 * in.samples));
+        out.host = out_reg ? HostMemory::Direct : HostMemory::Stage;
+    }
+    last_path_ = HostPathReport{in.host, out.host, static_cast<bool>(in_reg), static_cast<bool>(out_reg)};
     try {
-        separate_locked(input, output, network);
+        separate_locked(in, out, network);
     } catch (...) {
         // leave nothing in flight that reads the caller's buffers or our staging, then report
         (void)cudaStreamSynchronize(stream_.get());
+        (void)cudaStreamSynchronize(h2d_.get());
+        (void)cudaStreamSynchronize(d2h_.get());
         (void)cudaGetLastError();
         throw;
     }
@@ -162,11 +189,13 @@ void Pipeline::separate(const PipelineInput& input, const PipelineOutput& output
 
 void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput& output, const Network& network) {
     const int64_t L = input.samples;
-    FASTSEP_REQUIRE(L >= 0, "negative sample count");
-    if (L == 0) return;
     FASTSEP_REQUIRE(input.data != nullptr && output.data != nullptr, "null input or output");
     FASTSEP_REQUIRE(network || known_, "no network: pass a network callback or call use_known_network()");
-    if (!input.on_device || !output.on_device) ensure_host_staging();
+    const bool in_host = !input.on_device, out_host = !output.on_device;
+    const bool in_staged = in_host && input.host != HostMemory::Direct;
+    const bool out_staged = out_host && output.host != HostMemory::Direct;
+    if (in_host) ensure_host_input(in_staged);
+    if (out_host) ensure_host_output(out_staged);
 
     cudaStream_t st = stream_.get();
     const int T = cfg_.T;
@@ -181,6 +210,7 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
     }
     FASTSEP_CHECK(cudaMemsetAsync(tails_.data(), 0, fbytes(tail_block), st));
 
+    // staged output: the host copies chunk k-1 out of its pinned slot while the GPU works on chunk k
     struct Pending {
         bool active = false;
         int slot = 0;
@@ -188,7 +218,7 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
     } pending;
     auto drain = [&](Pending& p) {
         if (!p.active) return;
-        out_ready_[p.slot].synchronize();
+        out_free_[p.slot].synchronize();
         const int64_t n = p.t_hi - p.t_lo;
         const float* src = pinned_out_[p.slot].as<float>();
         for (int s = 0; s < S_; ++s)
@@ -197,15 +227,17 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
     };
 
     const int64_t nseg = segments_for(L);
-    int cur = 0, out_slot = 0;
+    int cur = 0;
     int64_t chunk = 0;
     for (int64_t seg0 = 0; seg0 < nseg; seg0 += B_, ++chunk) {
+        const int slot = static_cast<int>(chunk % 2);
         const int b = static_cast<int>(std::min<int64_t>(B_, nseg - seg0));
         const int64_t count = int64_t(b) * T;
         const int64_t first = seg0 * T;
         const int64_t t0 = first * H_ - N_;  // original sample of the chunk's first frame sample
 
-        // 1. waveform of the chunk: [t0, (first + count - 1) * H) within [0, L)
+        // 1. waveform of the chunk: [t0, (first + count - 1) * H) within [0, L), uploaded on h2d_ into this
+        // slot once framing of chunk k-2 (the slot's last reader) is done
         const float* x;
         int64_t x_origin, x_len;
         if (input.on_device) {
@@ -213,18 +245,23 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
             x_origin = 0;
             x_len = L;
         } else {
-            const int slot = static_cast<int>(chunk % 2);
             const int64_t lo = std::max<int64_t>(t0, 0);
             const int64_t hi = std::min<int64_t>((first + count - 1) * H_, L);
             const int64_t n = std::max<int64_t>(hi - lo, 0);
-            in_copied_[slot].synchronize();  // this slot's previous upload has finished
+            FASTSEP_CHECK(cudaStreamWaitEvent(h2d_.get(), in_free_[slot].get(), 0));
             if (n > 0) {
-                std::memcpy(pinned_in_[slot].data(), input.data + 2 * lo, fbytes(2 * n));
-                FASTSEP_CHECK(cudaMemcpyAsync(input_.data(), pinned_in_[slot].data(), fbytes(2 * n),
-                                              cudaMemcpyHostToDevice, st));
+                const float* src = input.data + 2 * lo;
+                if (in_staged) {
+                    in_ready_[slot].synchronize();  // the slot's previous upload has left the staging buffer
+                    std::memcpy(pinned_in_[slot].data(), src, fbytes(2 * n));
+                    src = pinned_in_[slot].as<float>();
+                }
+                FASTSEP_CHECK(cudaMemcpyAsync(input_[slot].data(), src, fbytes(2 * n), cudaMemcpyHostToDevice,
+                                              h2d_.get()));
             }
-            in_copied_[slot].record(st);
-            x = input_.as<float>();
+            in_ready_[slot].record(h2d_.get());
+            FASTSEP_CHECK(cudaStreamWaitEvent(st, in_ready_[slot].get(), 0));
+            x = input_[slot].as<float>();
             x_origin = lo;
             x_len = n;
         }
@@ -235,6 +272,7 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         kernels::frame_window(dsp::FrameArgs{x, x_origin, x_len, first, count, N_, H_, row_stride_,
                                              analysis_window_.as<float>(), frames},
                               st);
+        if (in_host) in_free_[slot].record(st);  // the input slot may be refilled
         FASTSEP_CHECK(cufftExecR2C(plans.r2c.get(), frames, spectrum_.as<cufftComplex>()));
         kernels::magnitude(dsp::MagnitudeArgs{spectrum_.as<dsp::Complex>(), count, R_, T, cfg_.F}, net_input_.data(),
                            cfg_.dtype, st);
@@ -283,7 +321,9 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
             o.out_len = L;
             o.out_stem_stride = 2 * L;
         } else {
-            o.out = out_chunk_.as<float>();
+            // the slot's last download (chunk k-2) must be done before overlap-add overwrites it
+            FASTSEP_CHECK(cudaStreamWaitEvent(st, out_free_[slot].get(), 0));
+            o.out = out_chunk_[slot].as<float>();
             o.out_origin = t0;
             o.out_len = chunk_capacity;
             o.out_stem_stride = 2 * chunk_capacity;
@@ -291,25 +331,34 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         kernels::overlap_add(o, st);
         cur = 1 - cur;
 
-        // 5. download the chunk's finished samples [t0, t0 + count*H) within [0, L)
-        if (!output.on_device) {
+        // 5. download the chunk's finished samples [t0, t0 + count*H) within [0, L) on d2h_, after overlap-add
+        if (out_host) {
+            out_ready_[slot].record(st);
+            FASTSEP_CHECK(cudaStreamWaitEvent(d2h_.get(), out_ready_[slot].get(), 0));
             const int64_t t_lo = std::max<int64_t>(t0, 0);
             const int64_t t_hi = std::min<int64_t>(t0 + count * H_, L);
-            if (t_hi > t_lo) {
-                const std::size_t width = fbytes(2 * (t_hi - t_lo));
-                FASTSEP_CHECK(cudaMemcpy2DAsync(pinned_out_[out_slot].data(), width,
-                                                out_chunk_.as<float>() + 2 * (t_lo - t0), fbytes(2 * chunk_capacity),
-                                                width, S_, cudaMemcpyDeviceToHost, st));
-                out_ready_[out_slot].record(st);
-                drain(pending);  // the previous chunk's copy, in the other slot, while this one runs
-                pending = Pending{true, out_slot, t_lo, t_hi};
-                out_slot = 1 - out_slot;
+            const int64_t n = t_hi - t_lo;
+            if (n > 0) {
+                const float* src = out_chunk_[slot].as<float>() + 2 * (t_lo - t0);
+                for (int s = 0; s < S_; ++s) {  // one copy per stem: no 2-D pitch limit on long songs
+                    float* dst = out_staged ? pinned_out_[slot].as<float>() + int64_t(s) * n * 2
+                                            : output.data + (int64_t(s) * L + t_lo) * 2;
+                    FASTSEP_CHECK(cudaMemcpyAsync(dst, src + int64_t(s) * chunk_capacity * 2, fbytes(2 * n),
+                                                  cudaMemcpyDeviceToHost, d2h_.get()));
+                }
+            }
+            out_free_[slot].record(d2h_.get());
+            if (out_staged) {
+                drain(pending);  // chunk k-1, in the other slot, while this one runs
+                if (n > 0) pending = Pending{true, slot, t_lo, t_hi};
             }
         }
     }
     drain(pending);
+    // the end of the call: everything on all three streams is done (the caller's memory may be unregistered)
     stream_.synchronize();
+    h2d_.synchronize();
+    d2h_.synchronize();
 }
-
 
 }  // namespace fastsep

@@ -17,7 +17,7 @@ class Runner(Protocol):
 class HostPipeline:
     """Steps 1, 3, 4, 5 of DESIGN.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
 
-    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 2):
+    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1):
         self.cfg = cfg
         self.runner = runner
         self.batch_segments = max(1, int(batch_segments))

@@ -3,6 +3,12 @@
 //
 // Songs of any length stream through chunks of at most max_batch segments; the overlap-add tail (N - H samples
 // per stem and channel) is carried from chunk to chunk, so device memory does not depend on the song's length.
+//
+// Host I/O runs on two copy streams beside the compute stream, with double-buffered device chunks and events
+// between them: chunk k+1's upload and chunk k-1's download overlap chunk k's DSP and network. Page-locked host
+// memory (HostMemory::Direct, or Register when registration succeeds) is copied by DMA straight from the caller's
+// input and into the caller's output, with no host synchronisation until the end; pageable memory goes through
+// pinned staging buffers (a CPU memcpy per chunk, overlapped with the GPU's work on the neighbouring chunks).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -32,11 +38,19 @@ struct PipelineConfig {
     int max_batch = 4;        // segments per chunk
 };
 
+// How host memory of the caller is reached (ignored for device memory).
+enum class HostMemory : int {
+    Stage = 0,     // pageable: through pinned staging buffers
+    Direct = 1,    // already page-locked (cudaMallocHost, cudaHostRegister): DMA straight
+    Register = 2,  // cudaHostRegister for the call, DMA straight, unregister; Stage if registration fails
+};
+
 // Where the waveform comes from: (L, 2) float32 contiguous, on the host or on the device.
 struct PipelineInput {
     const float* data = nullptr;
     int64_t samples = 0;
     bool on_device = false;
+    HostMemory host = HostMemory::Stage;
     // With device input or output: the caller's work on those buffers is ordered on this stream (default: the
     // legacy default stream); the pipeline waits for it before touching them.
     cudaStream_t producer = nullptr;
@@ -47,6 +61,13 @@ struct PipelineInput {
 struct PipelineOutput {
     float* data = nullptr;
     bool on_device = false;
+    HostMemory host = HostMemory::Stage;
+};
+
+// How the last separate() reached host memory (tests and benchmarks).
+struct HostPathReport {
+    HostMemory input = HostMemory::Stage, output = HostMemory::Stage;  // Direct after a successful Register
+    bool input_registered = false, output_registered = false;
 };
 
 class Pipeline {
@@ -86,7 +107,14 @@ public:
     void copy_net_input_to_host(void* dst, int batch);
     void copy_net_output_from_host(const void* src, int batch);
 
-    void synchronize() const { stream_.synchronize(); }
+    void synchronize() const {
+        stream_.synchronize();
+        h2d_.synchronize();
+        d2h_.synchronize();
+    }
+    cudaStream_t upload_stream() const noexcept { return h2d_.get(); }
+    cudaStream_t download_stream() const noexcept { return d2h_.get(); }
+    const HostPathReport& last_host_path() const noexcept { return last_path_; }
     std::size_t device_bytes() const noexcept;
 
     static int64_t frames_for(int64_t samples, int N, int H) { return dsp::n_frames(samples, N, H); }
@@ -98,7 +126,8 @@ private:
     };
     Plans& plans_for(int batch);
     void set_work_area(std::size_t bytes);
-    void ensure_host_staging();
+    void ensure_host_input(bool staged);
+    void ensure_host_output(bool staged);
     void separate_locked(const PipelineInput& input, const PipelineOutput& output, const Network& network);
 
     PipelineConfig cfg_;
@@ -107,23 +136,27 @@ private:
     int64_t row_stride_;  // floats per frame row: 2R, the in-place FFT layout
     int device_ = 0;
 
-    Stream stream_;
+    Stream stream_;            // DSP and network
+    Stream h2d_, d2h_;         // uploads of host input, downloads to host output
     DeviceBuffer analysis_window_, synthesis_window_;
-    DeviceBuffer input_;       // ((B*T - 1)*H + N) samples x 2: the host input of one chunk
+    DeviceBuffer input_[2];    // ((B*T - 1)*H + N) samples x 2: the host input of one chunk (double-buffered)
     DeviceBuffer spectrum_;    // (2, B*T, R) complex, in place frames -> spectrum
     DeviceBuffer net_input_, net_output_;
     DeviceBuffer mask_mean_;   // (S, 2, B*T)
     DeviceBuffer stems_;       // (S, 2, B*T, R) complex, in place -> real frames
     DeviceBuffer tails_;       // 2 x (S, 2, N - H)
-    DeviceBuffer out_chunk_;   // (S, B*T*H, 2): host output staging on the device (allocated on first use)
+    DeviceBuffer out_chunk_[2];  // (S, B*T*H, 2): a chunk's host output on the device (double-buffered, first use)
     DeviceBuffer known_ab_;    // 2 x S floats
     bool known_ = false;
 
     std::map<int, Plans> plans_;
     DeviceBuffer work_area_;
 
-    PinnedBuffer pinned_in_[2], pinned_out_[2];
-    Event in_copied_[2], out_ready_[2], producer_ready_;
+    PinnedBuffer pinned_in_[2], pinned_out_[2];  // staging of pageable host memory (first use)
+    // per slot: input uploaded (h2d_), input read by framing (stream_), output written (stream_), output
+    // downloaded (d2h_)
+    Event in_ready_[2], in_free_[2], out_ready_[2], out_free_[2], producer_ready_;
+    HostPathReport last_path_;
 
     std::mutex mutex_;
 };

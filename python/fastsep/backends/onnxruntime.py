@@ -13,7 +13,10 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, model: bytes | str, threads: int | None = None):
+    def __init__(self, model: bytes | str, threads: int | None = None,
+                 weights: dict[str, np.ndarray] | None = None):
+        """model: an ONNX file or serialized graph; weights: arrays for its in-memory initializers, which
+        onnxruntime reads in place (they are kept alive here)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -22,6 +25,10 @@ class OnnxRuntimeRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        self._weights = weights or {}
+        if self._weights:
+            names = list(self._weights)
+            opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(self._weights[n]) for n in names])
         try:
             self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files

@@ -23,18 +23,29 @@ BN_EPSILON = 1e-3  # Keras default
 
 
 class _Graph:
-    def __init__(self, dtype: np.dtype):
+    def __init__(self, dtype: np.dtype, external: bool = False):
         import onnx.helper
 
         self.h = onnx.helper
         self.dtype = dtype
         self.nodes, self.inits = [], []
+        self.external = {} if external else None  # name -> array, for weights kept out of the proto
         self._n = 0
 
     def const(self, name: str, value: np.ndarray, dtype=None) -> str:
-        from onnx import numpy_helper
+        from onnx import TensorProto, numpy_helper
 
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=dtype or self.dtype), name))
+        value = np.ascontiguousarray(value, dtype=dtype or self.dtype)
+        if self.external is None or value.dtype == np.int64:
+            self.inits.append(numpy_helper.from_array(value, name))
+            return name
+        # A placeholder that onnxruntime fills from memory (SessionOptions.add_external_initializers): the
+        # weights are never serialized, which saves two copies of them at load time.
+        t = TensorProto(name=name, data_type=self.h.np_dtype_to_tensor_dtype(value.dtype), dims=value.shape,
+                        data_location=TensorProto.EXTERNAL)
+        t.external_data.add(key="location", value="fastsep-in-memory")
+        self.inits.append(t)
+        self.external[name] = value
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
@@ -87,14 +98,27 @@ def _unet_logits(g: _Graph, x: str, w: dict, cfg: ModelConfig, stem: int) -> str
 
 
 def build_model(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str = "fp32"):
-    """The onnx.ModelProto of all stems' U-Nets."""
+    """The onnx.ModelProto of all stems' U-Nets, weights included."""
     import onnx
+
+    model, _ = _build(cfg, variables, precision, external=False)
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_model_in_memory(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str = "fp32"):
+    """(serialized graph without weights, {name: weight array}) for OnnxRuntimeRunner's initializers."""
+    model, weights = _build(cfg, variables, precision, external=True)
+    return model.SerializeToString(), weights
+
+
+def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, external: bool):
     from onnx import TensorProto, helper
 
     if precision not in ("fp32", "fp16"):
         raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
     dtype = np.float16 if precision == "fp16" else np.float32
-    g = _Graph(np.dtype(dtype))
+    g = _Graph(np.dtype(dtype), external)
     x = INPUT
     if precision == "fp16":
         x = g.op("Cast", [INPUT], to=TensorProto.FLOAT16)
@@ -121,8 +145,7 @@ def build_model(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: s
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastsep")
     model.ir_version = 8
     helper.set_model_props(model, {"fastsep_config": cfg.to_json(), "fastsep_precision": precision})
-    onnx.checker.check_model(model)
-    return model
+    return model, g.external
 
 
 def read_metadata(model) -> tuple[ModelConfig, str]:
