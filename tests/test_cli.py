@@ -433,3 +433,17 @@ def test_spleeter_json_config_as_model(inputs, tmp_path):
     path.write_text(json.dumps(cfg))
     r = fastsep_cli("separate", "-p", path, "-o", tmp_path / "out2", inputs["wav"], timeout=30)
     assert r.returncode == 2 and "model_dir 'no_such_model'" in r.stderr and len(one_line_errors(r.stderr)) == 1
+
+
+
+def test_build_rejects_a_bad_batch_profile(tmp_path):
+    proc = fastsep_cli("build", "2stems", "-o", tmp_path / "x.engine", "--batch", "4:2:1")
+    assert proc.returncode == 2
+    assert one_line_errors(proc.stderr) == ["fastsep: error: --batch needs 1 <= MIN <= OPT <= MAX (got '4:2:1')"]
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_bench_runs_the_real_model():
+    proc = fastsep_cli("bench", "-p", "2stems", "--seconds", "3", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "2stems on onnxruntime (fp32)" in proc.stderr and "x real time" in proc.stderr

@@ -1,4 +1,4 @@
-"""The ``fastsep`` command: separate | download | convert | export-onnx | evaluate.
+"""The ``fastsep`` command: separate | download | convert | export-onnx | evaluate | build | bench.
 
 Every error the user can cause is a FastsepError printed as one line (no traceback, ``--verbose`` adds it).
 Exit status: 0 success, 1 some inputs failed, 2 bad usage or setup (nothing was done), 130 interrupted.
@@ -202,6 +202,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the estimates here as <track>/<instrument>.wav (float)")
     v.add_argument("--json", default=None, metavar="FILE", help="write per-track and aggregate scores as JSON")
     v.add_argument("-d", "--duration", type=float, default=None, help="evaluate only the first seconds of each track")
+
+    b = sub.add_parser("build", parents=[common], help="build a TensorRT engine for the GPU pipeline",
+                       description="Compile a model's U-Nets into a TensorRT engine file that holds its config, so "
+                                   "that Separator('x.engine') needs nothing else. Uses tensorrt where installed, "
+                                   "else tensorrt_rtx (pip install 'fastsep[trt]'), which also builds on a CPU.")
+    b.add_argument("model", help="stock name, Spleeter checkpoint folder, .safetensors or fastsep .onnx")
+    b.add_argument("-o", "--output", required=True, help="engine file to write")
+    b.add_argument("--precision", default="fp16", choices=("fp16", "fp32"), help="default: fp16")
+    b.add_argument("--batch", default="1:4:8", metavar="MIN:OPT:MAX",
+                   help="optimisation profile over segments per call (default 1:4:8)")
+    b.add_argument("--config", default=None, help="stock config name or Spleeter JSON")
+    b.add_argument("--flavour", default=None, choices=("tensorrt", "tensorrt_rtx"),
+                   help="default: whichever is installed")
+    b.add_argument("--targets", nargs="+", default=None, metavar="SM",
+                   help="TensorRT-RTX compute capabilities, e.g. SM89 SM120 (default: the GPU present, if any)")
+
+    m = sub.add_parser("bench", parents=[common], help="time Separator.run (steady state) on generated audio",
+                       description="Load a model once, separate one warm-up song, then time --runs songs of "
+                                   "--seconds of noise-like audio and print x real-time. For the full GPU grid "
+                                   "see benchmarks/gpu_throughput.py; for spleeter side by side, "
+                                   "benchmarks/cpu_vs_spleeter.py.")
+    m.add_argument("-p", "--model", "--params_filename", dest="model", default="2stems", help="model (default 2stems)")
+    m.add_argument("--config", default=None, help="stock config name or Spleeter JSON")
+    m.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    m.add_argument("--precision", default=None, choices=("fp32", "fp16"), help="GPU backends only")
+    m.add_argument("--batch-segments", type=int, default=None, help="segments per network call")
+    m.add_argument("--seconds", type=float, default=60.0, help="length of each song (default 60)")
+    m.add_argument("--runs", type=int, default=3, help="timed songs (default 3)")
     return p
 
 
@@ -622,7 +650,57 @@ def cmd_evaluate(args, con: Console) -> int:
     return evaluate.run_cli(args, con)
 
 
+def _batch_profile(text: str) -> tuple[int, int, int]:
+    try:
+        lo, opt, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--batch must be MIN:OPT:MAX, e.g. 1:4:8 (got {text!r})") from None
+    if not 1 <= lo <= opt <= hi:
+        raise UsageError(f"--batch needs 1 <= MIN <= OPT <= MAX (got {text!r})")
+    return lo, opt, hi
+
+
+def cmd_build(args, con: Console) -> int:
+    from .engine_build import build_engine, describe, read_engine_header
+
+    batch = _batch_profile(args.batch)
+    t0 = time.perf_counter()
+    path = build_engine(args.model, args.output, args.precision, batch, args.config, args.flavour, args.targets)
+    header, _ = read_engine_header(path)
+    con.print(f"wrote {path}: {describe(header)} ({path.stat().st_size / 2**20:.1f} MiB, "
+              f"{time.perf_counter() - t0:.1f} s)", always=True)
+    return EXIT_OK
+
+
+def cmd_bench(args, con: Console) -> int:
+    import numpy as np
+
+    from . import Separator
+
+    if args.seconds <= 0 or args.runs < 1:
+        raise UsageError("--seconds must be positive and --runs at least 1")
+    t0 = time.perf_counter()
+    sep = Separator(args.model, config=args.config, backend=args.backend, batch_segments=args.batch_segments,
+                    precision=args.precision)
+    load = time.perf_counter() - t0
+    rate = sep.config.sample_rate
+    x = (0.1 * np.random.default_rng(0).standard_normal((int(args.seconds * rate), 2))).astype(np.float32)
+    sep.run(x)  # warm-up: first-call allocations and graph captures
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        sep.run(x)
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    con.print(f"{sep.config.name} on {sep.backend} ({getattr(sep, 'precision', 'fp32')}): load {load:.2f} s, "
+              f"{args.seconds:g} s of audio in {best:.3f} s (best of {args.runs}) = "
+              f"{args.seconds / best:.1f}x real time", always=True)
+    return EXIT_OK
+
+
 COMMANDS = {
+    "build": cmd_build,
+    "bench": cmd_bench,
     "separate": cmd_separate,
     "download": cmd_download,
     "convert": cmd_convert,
