@@ -181,12 +181,26 @@ py::tuple to_tuple(const Shape& s) {
 
 // the call: raw pointers, so that any mix of host/device input and output goes through one function;
 // python/fastsep/native.py keeps the arrays alive and validated
+fastsep::HostMemory host_memory(int mode) {
+    if (mode < 0 || mode > 2) throw InvalidArgument("host memory mode must be 0 (stage), 1 (direct) or 2 (register)");
+    return static_cast<fastsep::HostMemory>(mode);
+}
+
+const char* host_memory_name(fastsep::HostMemory h) {
+    switch (h) {
+        case fastsep::HostMemory::Direct: return "direct";
+        case fastsep::HostMemory::Register: return "register";
+        default: return "stage";
+    }
+}
+
 void separate(fastsep::Pipeline& p, std::uintptr_t x_ptr, int64_t samples, bool x_on_device, std::uintptr_t out_ptr,
-              bool out_on_device, py::object producer_stream, py::object network) {
+              bool out_on_device, py::object producer_stream, py::object network, int x_host, int out_host) {
     fastsep::PipelineInput in;
     in.data = reinterpret_cast<const float*>(x_ptr);
     in.samples = samples;
     in.on_device = x_on_device;
+    in.host = host_memory(x_host);
     if (!producer_stream.is_none()) {
         in.producer = to_stream(producer_stream.cast<std::uintptr_t>());
         in.has_producer = true;
@@ -194,6 +208,7 @@ void separate(fastsep::Pipeline& p, std::uintptr_t x_ptr, int64_t samples, bool 
     fastsep::PipelineOutput out;
     out.data = reinterpret_cast<float*>(out_ptr);
     out.on_device = out_on_device;
+    out.host = host_memory(out_host);
     fastsep::Pipeline::Network net;
     if (!network.is_none()) {
         py::function fn = network;
@@ -208,9 +223,50 @@ void separate(fastsep::Pipeline& p, std::uintptr_t x_ptr, int64_t samples, bool 
     }
 }
 
+// A float32 NumPy array in page-locked memory from the pinned pool: the device DMAs into it, and the block goes
+// back to the pool when the array (and every view of it) is gone; no Pipeline needs to be alive.
+py::array empty_pinned(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (auto s : shape) {
+        if (s < 0) throw InvalidArgument("negative dimension");
+        n *= s;
+    }
+    fastsep::PinnedPool::Handle block;
+    {
+        py::gil_scoped_release nogil;  // cudaMallocHost may take a while
+        block = fastsep::PinnedPool::instance().acquire(static_cast<std::size_t>(n) * sizeof(float));
+    }
+    void* data = block->ptr;
+    auto* owner = new fastsep::PinnedPool::Handle(std::move(block));
+    py::capsule base(owner, [](void* h) { delete static_cast<fastsep::PinnedPool::Handle*>(h); });
+    std::vector<py::ssize_t> sh(shape.begin(), shape.end());
+    return py::array_t<float>(sh, static_cast<float*>(data), base);
+}
+
+bool page_locked_range(std::uintptr_t ptr, std::size_t bytes) {
+    if (!ptr) return false;
+    const char* p = reinterpret_cast<const char*>(ptr);
+    return fastsep::is_page_locked(p) && (bytes <= 1 || fastsep::is_page_locked(p + bytes - 1));
+}
+
 }  // namespace
 
 static void bind_pipeline(py::module_& m) {
+    m.def("empty_pinned", &empty_pinned, py::arg("shape"),
+          "uninitialised float32 NumPy array in page-locked host memory (pooled; freed to the pool with the array)");
+    m.def("is_page_locked", &page_locked_range, py::arg("ptr"), py::arg("nbytes") = 1,
+          "whether [ptr, ptr + nbytes) starts and ends in page-locked host memory");
+    m.def("pinned_pool_stats", [] {
+        auto& pool = fastsep::PinnedPool::instance();
+        py::dict d;
+        d["cached_bytes"] = pool.cached_bytes();
+        d["limit"] = pool.limit();
+        d["allocations"] = pool.allocations();
+        d["hits"] = pool.hits();
+        return d;
+    });
+    m.def("set_pinned_pool_limit", [](std::size_t bytes) { fastsep::PinnedPool::instance().set_limit(bytes); },
+          py::arg("bytes"), "most bytes of page-locked blocks kept for reuse once their arrays are gone");
     m.def("device_count", &device_count, "CUDA devices visible (0 when there is no driver or GPU)");
     m.def("runtime_version", [] {
         int v = 0;
@@ -360,8 +416,25 @@ static void bind_pipeline(py::module_& m) {
              py::arg("estimates"))
         .def("separate", &separate, py::arg("x_ptr"), py::arg("samples"), py::arg("x_on_device"), py::arg("out_ptr"),
              py::arg("out_on_device"), py::arg("producer_stream") = py::none(), py::arg("network") = py::none(),
+             py::arg("x_host") = 0, py::arg("out_host") = 0,
              "Separate (samples, 2) float32 at x_ptr into (n_stems, samples, 2) float32 at out_ptr. network(batch) "
-             "must enqueue the network on `stream`; None uses the known network. Releases the GIL.");
+             "must enqueue the network on `stream`; None uses the known network. x_host / out_host say how host "
+             "memory is reached: 0 stage, 1 direct (page-locked), 2 register for the call. Releases the GIL.")
+        .def_property_readonly("upload_stream", [](const fastsep::Pipeline& p) {
+            return reinterpret_cast<std::uintptr_t>(p.upload_stream());
+        })
+        .def_property_readonly("download_stream", [](const fastsep::Pipeline& p) {
+            return reinterpret_cast<std::uintptr_t>(p.download_stream());
+        })
+        .def_property_readonly("last_host_path", [](const fastsep::Pipeline& p) {
+            const auto& r = p.last_host_path();
+            py::dict d;
+            d["input"] = host_memory_name(r.input);
+            d["output"] = host_memory_name(r.output);
+            d["input_registered"] = r.input_registered;
+            d["output_registered"] = r.output_registered;
+            return d;
+        });
 }
 
 
@@ -518,6 +591,12 @@ PYBIND11_MODULE(_host_dsp, m) {
     for (const char* name : {"NativeError", "InvalidArgument", "CudaError"}) em.attr(name) = m.attr(name);
     bind_pipeline(em);
     em.def("live_device_bytes", &fake_cuda_live_device_bytes, "emulated device memory currently allocated");
+    em.def("live_pinned_bytes", &fake_cuda_live_pinned_bytes, "emulated cudaMallocHost memory currently allocated");
+    em.def("registered_bytes", &fake_cuda_registered_bytes, "host memory currently cudaHostRegister'ed");
+    em.def("pageable_async_copies", &fake_cuda_pageable_async_copies,
+           "async copies with a pageable host side since the last reset");
+    em.def("hazards", &fake_cuda_hazards, "unregistrations with queued work, stuck synchronisations since reset");
+    em.def("reset_counters", &fake_cuda_reset_counters);
 }
 
 #else

@@ -261,6 +261,17 @@ def emulated(monkeypatch):
     return native
 
 
+@pytest.fixture(params=["first", "last"])
+def schedule(request, monkeypatch):
+    """The emulated runtime defers stream work and runs it in an adversarial order: the compute stream as far as it
+    can before the copy streams ("first"), or the copy streams first ("last"). A missing event wait between them
+    reads NaN or stale chunks."""
+    monkeypatch.setenv("FASTSEP_FAKE_CUDA_SCHEDULE", request.param)
+    hd.emulated.reset_counters()
+    yield request.param
+    assert hd.emulated.hazards() == 0, "cudaHostUnregister with queued work, or a stuck synchronisation"
+
+
 def emulated_pipeline(cfg, max_batch, dtype="float32", known=True):
     pipe = native.Pipeline(cfg.n_stems, cfg.F, T=cfg.T, frame_length=cfg.frame_length, frame_step=cfg.frame_step,
                            separation_exponent=cfg.separation_exponent, mask_extension=cfg.mask_extension,
@@ -277,7 +288,7 @@ def emulated_pipeline(cfg, max_batch, dtype="float32", known=True):
     geometry(N=64, H=16, T=8, F=33, n_stems=5, p=1.0),
     geometry(N=32, H=16, T=4, F=8, n_stems=3),
 ], ids=["2stems", "4stems-average", "5stems-allbins-p1", "overlap2"])
-def test_emulated_pipeline_matches_reference(emulated, cfg, L):
+def test_emulated_pipeline_matches_reference(emulated, schedule, cfg, L):
     a, b = known_params(cfg.n_stems)
     x = waveform(L, seed=L + 1)
     ref = reference(x, cfg, a, b)
@@ -449,3 +460,159 @@ def test_emulated_device_arrays(emulated):
     assert view.__cuda_array_interface__["shape"] == (2, 2, cfg.T, cfg.F)
     assert view.__cuda_array_interface__["stream"] == pipe.stream != 0
     assert pipe.net_output.shape == (2, 2, 2, cfg.T, cfg.F) and pipe.net_output.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------- host memory paths
+# Page-locked host memory is reached by DMA (no CPU copy): the returned stems live in pooled pinned memory, and the
+# caller's input and out= are registered for the call; pageable memory goes through the pinned staging buffers.
+
+LONG = 9 * 128 + 37  # SMALL: 10 segments of 8 frames, chunks of 2: five chunks, both slots used twice
+
+
+def _path(pipe):
+    p = pipe.last_host_path
+    return p["input"], p["output"], p["input_registered"], p["output_registered"]
+
+
+def test_emulated_host_paths_give_the_same_stems(emulated, schedule, monkeypatch):
+    cfg = SMALL
+    x = waveform(LONG, seed=21)
+    ref = reference(x, cfg, *known_params(2))
+    pipe = emulated_pipeline(cfg, 2)
+    m = hd.emulated
+
+    got = pipe.separate(x)  # default: input registered for the call, output in pooled pinned memory
+    assert _path(pipe) == ("direct", "direct", True, False)
+    assert m.is_page_locked(got.ctypes.data, got.nbytes) and not m.is_page_locked(x.ctypes.data)
+    assert m.registered_bytes() == 0 and m.pageable_async_copies() == 0
+    np.testing.assert_allclose(got, ref, **_tol(ref))
+
+    out = np.full_like(got, np.nan)  # out= in ordinary memory: registered for the call, then unregistered
+    assert pipe.separate(x, out=out) is out
+    assert _path(pipe) == ("direct", "direct", True, True) and m.registered_bytes() == 0
+    np.testing.assert_array_equal(out, got)
+
+    pinned_out = native.empty_pinned(got.shape)  # already page-locked: DMA without registering
+    pipe.separate(x, out=pinned_out)
+    assert _path(pipe) == ("direct", "direct", True, False)
+    np.testing.assert_array_equal(pinned_out, got)
+    assert m.pageable_async_copies() == 0
+
+    pipe.register_host = False  # staging: pageable input and out= are copied by the CPU through pinned buffers
+    out[:] = np.nan
+    pipe.separate(x, out=out)
+    assert _path(pipe) == ("stage", "stage", False, False)
+    np.testing.assert_array_equal(out, got)
+    np.testing.assert_array_equal(pipe.separate(x), got)  # the result itself is still pinned: direct
+    assert _path(pipe) == ("stage", "direct", False, False)
+    assert m.pageable_async_copies() == 0
+
+    pipe.pinned_output = False  # results in ordinary memory: staged
+    res = pipe.separate(x)
+    assert _path(pipe) == ("stage", "stage", False, False) and not m.is_page_locked(res.ctypes.data)
+    np.testing.assert_array_equal(res, got)
+    pipe.pinned_output = True
+
+    pipe.register_host = True  # registration refused (read-only pages, a shared page, the driver): staging
+    monkeypatch.setenv("FASTSEP_FAKE_CUDA_FAIL", "cudaHostRegister")
+    out[:] = np.nan
+    pipe.separate(x, out=out)
+    assert _path(pipe) == ("stage", "stage", False, False)
+    np.testing.assert_array_equal(out, got)
+
+
+def test_emulated_register_conflict_falls_back(emulated, schedule):
+    """Input and out= sharing a page: the second registration is refused, that side is staged."""
+    cfg = SMALL
+    L = 700
+    buf = np.full(L * 2 + 2 * L * 2, np.nan, np.float32)  # one allocation: input, then the output right after it
+    x, out = buf[:L * 2].reshape(L, 2), buf[L * 2:].reshape(2, L, 2)
+    x[:] = waveform(L, seed=22)
+    pipe = emulated_pipeline(cfg, 2)
+    pipe.separate(x, out=out)
+    assert _path(pipe) == ("direct", "stage", True, False)
+    assert hd.emulated.registered_bytes() == 0
+    np.testing.assert_allclose(out, reference(x.copy(), cfg, *known_params(2)), **_tol(out))
+
+
+def test_emulated_pinned_output_outlives_pipeline_and_returns_to_pool(emulated, schedule):
+    m = hd.emulated
+    cfg = SMALL
+    x = waveform(LONG, seed=23)
+    pipe = emulated_pipeline(cfg, 2)
+    got = pipe.separate(x)
+    expect = got.copy()
+    block = m.live_pinned_bytes()
+    del pipe  # the array owns its memory, not the pipeline
+    assert m.is_page_locked(got.ctypes.data, got.nbytes)
+    np.testing.assert_array_equal(got, expect)
+
+    stats = native.pinned_pool_stats()
+    view = got[1, 10:20]
+    del got  # a view keeps the block
+    assert native.pinned_pool_stats()["cached_bytes"] == stats["cached_bytes"]
+    np.testing.assert_array_equal(view, expect[1, 10:20])
+    del view  # the last user gone: the block waits in the pool, still page-locked
+    after = native.pinned_pool_stats()
+    assert after["cached_bytes"] > stats["cached_bytes"] and m.live_pinned_bytes() == block
+
+    pipe = emulated_pipeline(cfg, 2)
+    again = pipe.separate(x)  # same size: the cached block, no new cudaMallocHost
+    assert native.pinned_pool_stats()["allocations"] == after["allocations"]
+    assert native.pinned_pool_stats()["hits"] == after["hits"] + 1
+    np.testing.assert_array_equal(again, expect)
+    del again
+    limit = native.pinned_pool_stats()["limit"]
+    try:
+        before = m.live_pinned_bytes()
+        native.set_pinned_pool_limit(0)  # frees the cached blocks
+        assert native.pinned_pool_stats()["cached_bytes"] == 0 and m.live_pinned_bytes() < before
+        got = pipe.separate(x)
+        del got  # over the limit: freed at once
+        assert native.pinned_pool_stats()["cached_bytes"] == 0
+    finally:
+        native.set_pinned_pool_limit(limit)
+
+
+def test_emulated_no_pinned_memory_falls_back_to_numpy(emulated, schedule, monkeypatch):
+    cfg = SMALL
+    x = waveform(LONG, seed=24)
+    pipe = emulated_pipeline(cfg, 2, known=True)
+    pipe.register_host = False
+    expect = pipe.separate(x, out=np.empty((2, LONG, 2), np.float32))  # staging buffers exist from here on
+    limit = native.pinned_pool_stats()["limit"]
+    try:
+        native.set_pinned_pool_limit(0)
+        monkeypatch.setenv("FASTSEP_FAKE_CUDA_FAIL", "cudaMallocHost")
+        got = pipe.separate(x)
+        assert not hd.emulated.is_page_locked(got.ctypes.data) and _path(pipe)[1] == "stage"
+        np.testing.assert_array_equal(got, expect)
+    finally:
+        native.set_pinned_pool_limit(limit)
+
+
+def test_emulated_failure_unregisters_after_the_streams_drain(emulated, schedule, monkeypatch):
+    cfg = SMALL
+    x = waveform(LONG, seed=25)
+    pipe = emulated_pipeline(cfg, 2)
+    good = pipe.separate(x)
+    out = np.zeros_like(good)
+    monkeypatch.setenv("FASTSEP_FAKE_CUDA_FAIL", "cufftExecC2R")
+    with pytest.raises(native.GpuError, match="cufftExecC2R"):
+        pipe.separate(x, out=out)
+    assert hd.emulated.registered_bytes() == 0  # unregistered, and only after the queued copies ran (hazards)
+    monkeypatch.delenv("FASTSEP_FAKE_CUDA_FAIL")
+
+    def network(batch):  # a network that fails on the third chunk, with copies of earlier chunks in flight
+        network.calls += 1
+        if network.calls == 3:
+            raise KeyError("engine failed")
+        pipe.run_known_network(batch)
+
+    network.calls = 0
+    pipe.set_network(network)
+    with pytest.raises(KeyError, match="engine failed"):
+        pipe.separate(x, out=out)
+    assert hd.emulated.registered_bytes() == 0
+    pipe.set_network(None)
+    np.testing.assert_array_equal(pipe.separate(x, out=out), good)

@@ -189,6 +189,61 @@ def test_fp16_network_io():
     assert snr > 40, snr
 
 
+# ---------------------------------------------------------------------------------------------- host memory paths
+
+
+def test_host_output_is_pinned_and_outlives_the_pipeline():
+    cfg = geometry(4)
+    x = waveform(2 * SEG + 4321, 13)
+    pipe = make(cfg, max_batch=1)  # three chunks: uploads, DSP and downloads of neighbours overlap
+    got = pipe.separate(x)
+    assert native.is_page_locked(got) and pipe.last_host_path["output"] == "direct"
+    ref = reference(x, cfg, numpy_known_network(*known_params(4)))
+    assert_close(got, ref)
+    expect = got.copy()
+    del pipe
+    import gc
+
+    gc.collect()
+    np.testing.assert_array_equal(got, expect)  # the array owns its page-locked block
+    view = got[2]
+    del got
+    np.testing.assert_array_equal(view, expect[2])
+    stats = native.pinned_pool_stats()
+    del view  # back to the pool, reused by the next song of the same size
+    assert native.pinned_pool_stats()["cached_bytes"] > stats["cached_bytes"]
+    pipe = make(cfg, max_batch=1)
+    before = native.pinned_pool_stats()
+    np.testing.assert_array_equal(pipe.separate(x), expect)
+    after = native.pinned_pool_stats()
+    assert after["allocations"] == before["allocations"] and after["hits"] == before["hits"] + 1
+
+
+@pytest.mark.parametrize("register", [True, False], ids=["registered", "staged"])
+def test_host_paths_agree(register):
+    cfg = geometry(2)
+    x = waveform(3 * SEG + 77, 14)
+    pipe = make(cfg, max_batch=1)
+    expect = pipe.separate(x)
+    pipe.register_host = register
+    out = np.full((2, x.shape[0], 2), np.nan, np.float32)
+    assert pipe.separate(x, out=out) is out
+    path = pipe.last_host_path
+    if register:  # cudaHostRegister of ordinary NumPy memory for the call, then unregistered
+        assert path["output_registered"] and path["output"] == "direct"
+        assert not native.is_page_locked(out)
+    else:
+        assert path == {"input": "stage", "output": "stage", "input_registered": False, "output_registered": False}
+    np.testing.assert_array_equal(out, expect)
+    np.testing.assert_array_equal(pipe.separate(x), expect)
+    pinned = native.empty_pinned(out.shape)
+    pipe.separate(x, out=pinned)
+    assert pipe.last_host_path["output"] == "direct" and not pipe.last_host_path["output_registered"]
+    np.testing.assert_array_equal(pinned, expect)
+    ro = np.frombuffer(x.tobytes(), np.float32).reshape(x.shape)  # read-only pages: registered or staged
+    np.testing.assert_array_equal(pipe.separate(ro), expect)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 

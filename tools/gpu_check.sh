@@ -148,39 +148,92 @@ try:
     import cupy
     xd = cupy.asarray(x)
 except Exception as e:
-    print(f"cupy unavailable ({type(e).__name__}: {e}): no device-I/O timing")
+    print(f"cupy unavailable ({type(e).__name__}: {e}): no device-I/O or PCIe timing")
     cupy = None
     xd = None
+
+
+def per_s(t):
+    return 1e3 * t / seconds
+
+
+def timed(fn, reps=3):
+    fn()  # warm: plans, staging, a pooled pinned block of this size
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+# cudaMallocHost cost (what the pinned pool saves): a fresh 4-stem output block
+limit = native.pinned_pool_stats()["limit"]
+native.set_pinned_pool_limit(0)
+t0 = time.perf_counter()
+blk = native.empty_pinned((4, L, 2))
+t_alloc = time.perf_counter() - t0
+print(f"cudaMallocHost of {blk.nbytes / 2**20:.0f} MiB: {1e3 * t_alloc:.1f} ms "
+      f"({blk.nbytes / t_alloc / 1e9:.1f} GB/s)", flush=True)
+del blk
+native.set_pinned_pool_limit(limit)
+
 rows = []
 for stems in (2, 4, 5):
+    # PCIe alone: the same bytes between page-locked host memory and the device, H2D then D2H, synchronous
+    pcie_in = pcie_out = float("nan")
+    if cupy is not None:
+        hin, hout = native.empty_pinned((L, 2)), native.empty_pinned((stems, L, 2))
+        hin[:] = x
+        din, dout = cupy.empty((L, 2), cupy.float32), cupy.empty((stems, L, 2), cupy.float32)
+        def h2d():
+            din.set(hin)
+            cupy.cuda.Device().synchronize()
+        def d2h():
+            dout.get(out=hout)
+            cupy.cuda.Device().synchronize()
+        pcie_in, pcie_out = timed(h2d), timed(d2h)
+        del hin, hout, din, dout
     for batch in (1, 2, 4, 8):
         pipe = native.Pipeline(stems, 1024, max_batch=batch)
         pipe.use_known_network([1.0] * stems, [0.0] * stems)
-        pipe.separate(x[: sr * 30])  # warm-up: plans, staging
-        reps = 3
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            pipe.separate(x)
-        host = (time.perf_counter() - t0) / reps
+        host = timed(lambda: pipe.separate(x))  # input registered, output in pooled pinned memory
+        path = pipe.last_host_path
+        pipe.register_host = False
+        host_stage_in = timed(lambda: pipe.separate(x))  # input staged (CPU memcpy), output pinned
+        out_np = np.empty((stems, L, 2), np.float32)
+        out_np_stage = timed(lambda: pipe.separate(x, out=out_np))  # both staged: the old path, overlapped
+        pipe.register_host = True
+        out_np_reg = timed(lambda: pipe.separate(x, out=out_np))  # out= registered per call
+        del out_np
+        # cold: no cached pinned block (each call pays cudaMallocHost for its output)
+        native.set_pinned_pool_limit(0)
+        cold = timed(lambda: pipe.separate(x), reps=2)
+        native.set_pinned_pool_limit(limit)
         dev = float("nan")
         if xd is not None:
             out = cupy.empty((stems, L, 2), cupy.float32)
-            pipe.separate(xd, out=out)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                pipe.separate(xd, out=out)
-            dev = (time.perf_counter() - t0) / reps
+            dev = timed(lambda: pipe.separate(xd, out=out))
             del out
         mib = pipe.device_bytes / 2**20
-        rows.append((stems, batch, host, dev, mib))
-        print(f"stems={stems} batch={batch}: host I/O {1e3 * host / seconds:.3f} ms per audio s "
-              f"({seconds / host:.0f}x realtime), device I/O {1e3 * dev / seconds:.3f} ms/s "
-              f"({seconds / dev:.0f}x), device memory {mib:.0f} MiB", flush=True)
+        pcie = pcie_in + pcie_out
+        r = dict(stems=stems, batch=batch, host=per_s(host), host_stage_in=per_s(host_stage_in),
+                 out_np_reg=per_s(out_np_reg), out_np_stage=per_s(out_np_stage), host_cold=per_s(cold),
+                 device=per_s(dev), pcie_in=per_s(pcie_in), pcie_out=per_s(pcie_out),
+                 host_over_pcie=host / pcie, MiB=mib)
+        rows.append(r)
+        print(f"stems={stems} batch={batch}: host I/O {r['host']:.3f} ms per audio s ({seconds / host:.0f}x "
+              f"realtime; path {path['input']}/{path['output']}), input staged {r['host_stage_in']:.3f}, "
+              f"out=numpy registered {r['out_np_reg']:.3f} / staged {r['out_np_stage']:.3f}, cold pool "
+              f"{r['host_cold']:.3f}, device I/O {r['device']:.3f} ({seconds / dev:.0f}x); PCIe alone "
+              f"{r['pcie_in']:.3f} + {r['pcie_out']:.3f} ms/s: host/PCIe {r['host_over_pcie']:.2f}x; "
+              f"device memory {mib:.0f} MiB", flush=True)
         del pipe
+print("pinned pool:", native.pinned_pool_stats())
+cols = ["stems", "batch", "host", "host_stage_in", "out_np_reg", "out_np_stage", "host_cold", "device", "pcie_in",
+        "pcie_out", "host_over_pcie", "MiB"]
 with open(os.path.join(os.environ["OUT"], "dsp_bench.tsv"), "w") as f:
-    f.write("stems\tbatch\thost_ms_per_audio_s\tdevice_ms_per_audio_s\tdevice_MiB\n")
-    for s, b, h, d, m in rows:
-        f.write(f"{s}\t{b}\t{1e3 * h / seconds:.4f}\t{1e3 * d / seconds:.4f}\t{m:.0f}\n")
+    f.write("\t".join(cols) + "\n")
+    for r in rows:
+        f.write("\t".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n")
 PYEOF
 }
 step dsp_bench dsp_bench
@@ -203,7 +256,9 @@ fi
     for s in "${STEPS[@]}"; do IFS='|' read -r n st sec <<<"$s"; printf "%-22s %-12s %6s\n" "$n" "$st" "$sec"; done
     for r in "${RESULTS[@]}"; do IFS='|' read -r k v <<<"$r"; printf "%-22s %s\n" "$k" "$v"; done
     if [[ -f "$OUT/dsp_bench.tsv" ]]; then
-        echo "DSP only (STFT + masks + iSTFT, known network), ms per second of audio (lower is better):"
+        echo "DSP only (STFT + masks + iSTFT, known network), ms per second of audio (lower is better); host = NumPy"
+        echo "in/out (input registered, output pooled pinned), host_stage_in = input via staging, out_np_* = out="
+        echo "NumPy registered/staged, host_cold = empty pinned pool, pcie_* = bare pinned copies, MiB = device:"
         column -t "$OUT/dsp_bench.tsv" 2>/dev/null || cat "$OUT/dsp_bench.tsv"
     fi
     echo "logs: $DEST/gpu_check_logs.tar.gz   failed steps: $FAILED"

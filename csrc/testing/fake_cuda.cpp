@@ -1,15 +1,23 @@
-// Host emulation of the CUDA runtime and cuFFT subset the pipeline uses (see fake_cuda/*.h). Everything runs
-// synchronously at the call, so stream order is program order. It is strict where a GPU would be: device memory
-// starts as NaN bytes, work areas must be set and alive, handles must be live, and a failure can be injected with
-// the environment variable FASTSEP_FAKE_CUDA_FAIL=<function name> (that function then returns an error).
+// Host emulation of the CUDA runtime and cuFFT subset the pipeline uses (see fake_cuda/*.h). Arguments are checked
+// at the call; the work itself is queued on its stream and run later, when something synchronises, in an
+// adversarial order: FASTSEP_FAKE_CUDA_SCHEDULE=first (default) runs the earliest-created stream as far as it can
+// before any other, =last the latest-created first, =immediate everything at the call. Only stream order and event
+// waits are respected, as on a GPU, so a missing event wait between the pipeline's compute and copy streams reads
+// stale or NaN data. It is strict where a GPU would be: device memory starts as NaN bytes, work areas must be set
+// and alive, handles must be live, and a failure can be injected with the environment variable
+// FASTSEP_FAKE_CUDA_FAIL=<function name> (that function then returns an error).
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "cuda_runtime_api.h"
@@ -17,11 +25,92 @@
 
 namespace {
 
-std::mutex g_mutex;
+// recursive: queued work runs while the call that synchronises holds the lock
+std::recursive_mutex g_mutex;
+using Lock = std::lock_guard<std::recursive_mutex>;
 std::map<const void*, size_t> g_device;   // live device allocations
 std::map<const void*, size_t> g_pinned;
-std::set<const void*> g_streams, g_events;
+std::map<const void*, size_t> g_registered;
+std::set<const void*> g_streams;
+std::vector<cudaStream_t> g_stream_order;  // creation order
+std::map<const void*, std::shared_ptr<bool>> g_events;  // event -> completion flag of its latest record
 cudaError_t g_last = cudaSuccess;
+size_t g_pageable_async = 0, g_hazards = 0;
+
+// one queued operation: work, or a wait for an event record, or an event record (sets its flag)
+struct Op {
+    std::function<void()> fn;
+    std::shared_ptr<bool> wait;
+    std::shared_ptr<bool> done;
+};
+std::map<cudaStream_t, std::deque<Op>> g_queues;
+
+enum class Schedule { First, Last, Immediate };
+Schedule schedule() {
+    const char* s = std::getenv("FASTSEP_FAKE_CUDA_SCHEDULE");
+    if (s && std::strcmp(s, "immediate") == 0) return Schedule::Immediate;
+    if (s && std::strcmp(s, "last") == 0) return Schedule::Last;
+    return Schedule::First;
+}
+
+cudaStream_t queue_key(cudaStream_t s) { return s == nullptr ? cudaStreamLegacy : s; }
+
+bool pending() {
+    for (auto& kv : g_queues)
+        if (!kv.second.empty()) return true;
+    return false;
+}
+
+void enqueue(cudaStream_t s, Op op) {
+    if (schedule() == Schedule::Immediate && !pending()) {
+        if (op.fn) op.fn();
+        if (op.done) *op.done = true;
+        return;
+    }
+    g_queues[queue_key(s)].push_back(std::move(op));
+}
+
+// Run queued work until done() holds: the preferred stream runs as far as it can (up to an unsatisfied wait)
+// before the next one gets a turn, and after any progress the preferred one goes again. False: stuck.
+template <class Pred>
+bool drain_until(Pred done) {
+    std::vector<cudaStream_t> order{cudaStreamLegacy, cudaStreamPerThread};
+    order.insert(order.end(), g_stream_order.begin(), g_stream_order.end());
+    if (schedule() == Schedule::Last) std::reverse(order.begin(), order.end());
+    while (!done()) {
+        bool ran = false;
+        for (cudaStream_t s : order) {
+            auto it = g_queues.find(s);
+            if (it == g_queues.end()) continue;
+            auto& q = it->second;
+            while (!q.empty() && !(q.front().wait && !*q.front().wait)) {
+                Op op = std::move(q.front());
+                q.pop_front();
+                if (op.fn) op.fn();
+                if (op.done) *op.done = true;
+                ran = true;
+            }
+            if (ran) break;
+        }
+        if (!ran) {
+            if (!done()) ++g_hazards;
+            return done();
+        }
+    }
+    return true;
+}
+void drain_all() {
+    drain_until([] { return !pending(); });
+}
+
+bool in_ranges(const std::map<const void*, size_t>& m, const void* p, size_t bytes) {
+    auto it = m.upper_bound(p);
+    if (it == m.begin()) return false;
+    --it;
+    const char* base = static_cast<const char*>(it->first);
+    const char* q = static_cast<const char*>(p);
+    return q >= base && q + bytes <= base + it->second;
+}
 
 struct Plan {
     bool made = false;
@@ -30,6 +119,7 @@ struct Plan {
     size_t work_size = 0;
     long long n = 0, idist = 0, odist = 0, batch = 0;
     cufftType type = CUFFT_R2C;
+    cudaStream_t stream = nullptr;
 };
 std::map<int, Plan> g_plans;
 int g_next_plan = 1;
@@ -44,7 +134,7 @@ cudaError_t ret(cudaError_t e) {
     return e;
 }
 
-bool stream_ok(cudaStream_t s) {
+bool stream_ok(cudaStream_t s) {  // (caller holds the lock)
     return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread || g_streams.count(s);
 }
 
@@ -95,10 +185,39 @@ void fft(std::vector<std::complex<double>>& a, bool inverse) {
 }  // namespace
 
 size_t fake_cuda_live_device_bytes() {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     size_t total = 0;
     for (auto& kv : g_device) total += kv.second;
     return total;
+}
+size_t fake_cuda_live_pinned_bytes() {
+    Lock l(g_mutex);
+    size_t total = 0;
+    for (auto& kv : g_pinned) total += kv.second;
+    return total;
+}
+size_t fake_cuda_registered_bytes() {
+    Lock l(g_mutex);
+    size_t total = 0;
+    for (auto& kv : g_registered) total += kv.second;
+    return total;
+}
+size_t fake_cuda_pageable_async_copies() {
+    Lock l(g_mutex);
+    return g_pageable_async;
+}
+size_t fake_cuda_hazards() {
+    Lock l(g_mutex);
+    return g_hazards;
+}
+void fake_cuda_reset_counters() {
+    Lock l(g_mutex);
+    g_pageable_async = 0;
+    g_hazards = 0;
+}
+void fake_cuda_enqueue(cudaStream_t s, std::function<void()> fn) {
+    Lock l(g_mutex);
+    enqueue(s, Op{std::move(fn), nullptr, nullptr});
 }
 
 cudaError_t cudaGetDevice(int* device) {
@@ -130,13 +249,15 @@ const char* cudaGetErrorName(cudaError_t e) {
         case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
         case cudaErrorCudartUnloading: return "cudaErrorCudartUnloading";
         case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+        case cudaErrorHostMemoryAlreadyRegistered: return "cudaErrorHostMemoryAlreadyRegistered";
+        case cudaErrorHostMemoryNotRegistered: return "cudaErrorHostMemoryNotRegistered";
     }
     return "cudaErrorUnknown";
 }
 const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaMalloc")) return ret(cudaErrorMemoryAllocation);
     *p = std::malloc(bytes ? bytes : 1);
     if (!*p) return ret(cudaErrorMemoryAllocation);
@@ -145,14 +266,15 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (!p) return cudaSuccess;
+    drain_all();  // as on a GPU: cudaFree waits for the device
     if (!g_device.erase(p)) return ret(cudaErrorInvalidValue);
     std::free(p);
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaMallocHost")) return ret(cudaErrorMemoryAllocation);
     *p = std::malloc(bytes ? bytes : 1);
     if (!*p) return ret(cudaErrorMemoryAllocation);
@@ -161,104 +283,182 @@ cudaError_t cudaMallocHost(void** p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (!p) return cudaSuccess;
+    drain_all();
     if (!g_pinned.erase(p)) return ret(cudaErrorInvalidValue);
     std::free(p);
     return cudaSuccess;
 }
 
-static cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+// Registration works on whole pages, as the driver's does: two ranges sharing a page conflict.
+static const size_t kPage = 4096;
+static uintptr_t page_lo(const void* p) { return reinterpret_cast<uintptr_t>(p) / kPage; }
+static uintptr_t page_hi(const void* p, size_t bytes) {
+    return (reinterpret_cast<uintptr_t>(p) + (bytes ? bytes : 1) - 1) / kPage;
+}
+
+cudaError_t cudaHostRegister(void* p, size_t bytes, unsigned) {
+    Lock l(g_mutex);
+    if (fail("cudaHostRegister") || !p || !bytes) return ret(cudaErrorInvalidValue);
+    for (auto* m : {&g_registered, &g_pinned})
+        for (auto& kv : *m)
+            if (page_lo(kv.first) <= page_hi(p, bytes) && page_lo(p) <= page_hi(kv.first, kv.second))
+                return ret(cudaErrorHostMemoryAlreadyRegistered);
+    g_registered[p] = bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaHostUnregister(void* p) {
+    Lock l(g_mutex);
+    if (!g_registered.erase(p)) return ret(cudaErrorHostMemoryNotRegistered);
+    if (pending()) ++g_hazards;  // queued copies might still use the range
+    return cudaSuccess;
+}
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p) {
+    Lock l(g_mutex);
+    *a = cudaPointerAttributes{cudaMemoryTypeUnregistered, 0, nullptr, nullptr};
+    if (device_range_ok(p, 1)) {
+        a->type = cudaMemoryTypeDevice;
+        a->devicePointer = const_cast<void*>(p);
+    } else if (in_ranges(g_pinned, p, 1) || in_ranges(g_registered, p, 1)) {
+        a->type = cudaMemoryTypeHost;
+        a->hostPointer = a->devicePointer = const_cast<void*>(p);
+    }
+    return cudaSuccess;
+}
+
+static bool page_locked(const void* p, size_t bytes) {
+    return in_ranges(g_pinned, p, bytes) || in_ranges(g_registered, p, bytes);
+}
+
+// checks at the call; the bytes move when the stream gets there (now with stream == nullptr and `now`)
+static cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s, bool now) {
     const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if ((dst_dev && !device_range_ok(dst, bytes)) || (src_dev && !device_range_ok(src, bytes)))
         return ret(cudaErrorInvalidValue);
-    std::memmove(dst, src, bytes);
+    if (now) {
+        std::memmove(dst, src, bytes);
+        return cudaSuccess;
+    }
+    if ((kind == cudaMemcpyHostToDevice && !page_locked(src, bytes)) ||
+        (kind == cudaMemcpyDeviceToHost && !page_locked(dst, bytes)))
+        ++g_pageable_async;
+    enqueue(s, Op{[dst, src, bytes] { std::memmove(dst, src, bytes); }, nullptr, nullptr});
     return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaMemcpy")) return ret(cudaErrorInvalidValue);
-    return copy(dst, src, bytes, kind);
+    // the legacy default stream: ordered after its own queue only (the pipeline's streams are non-blocking)
+    drain_until([] {
+        auto it = g_queues.find(cudaStreamLegacy);
+        return it == g_queues.end() || it->second.empty();
+    });
+    return copy(dst, src, bytes, kind, nullptr, true);
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaMemcpyAsync") || !stream_ok(s)) return ret(cudaErrorInvalidValue);
-    return copy(dst, src, bytes, kind);
+    return copy(dst, src, bytes, kind, s, false);
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaMemcpy2DAsync") || !stream_ok(s) || width > dpitch || width > spitch)
         return ret(cudaErrorInvalidValue);
     for (size_t r = 0; r < height; ++r) {
         const cudaError_t e = copy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
-                                   width, kind);
+                                   width, kind, s, false);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (!stream_ok(s) || !device_range_ok(p, bytes)) return ret(cudaErrorInvalidValue);
-    std::memset(p, value, bytes);
+    enqueue(s, Op{[p, value, bytes] { std::memset(p, value, bytes); }, nullptr, nullptr});
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaStreamCreateWithFlags")) return ret(cudaErrorInvalidValue);
     *s = reinterpret_cast<cudaStream_t>(new char);
     g_streams.insert(*s);
+    g_stream_order.push_back(*s);
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
-    if (!g_streams.erase(s)) return ret(cudaErrorInvalidResourceHandle);
+    Lock l(g_mutex);
+    if (!g_streams.count(s)) return ret(cudaErrorInvalidResourceHandle);
+    drain_until([s] {  // queued work completes before the stream goes away
+        auto it = g_queues.find(s);
+        return it == g_queues.end() || it->second.empty();
+    });
+    g_streams.erase(s);
+    g_queues.erase(s);
+    g_stream_order.erase(std::find(g_stream_order.begin(), g_stream_order.end(), s));
     delete reinterpret_cast<char*>(s);
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cudaStreamSynchronize")) return ret(cudaErrorInvalidValue);
-    return stream_ok(s) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    if (!stream_ok(s)) return ret(cudaErrorInvalidResourceHandle);
+    const cudaStream_t k = queue_key(s);
+    const bool ok = drain_until([k] {
+        auto it = g_queues.find(k);
+        return it == g_queues.end() || it->second.empty();
+    });
+    return ok ? cudaSuccess : ret(cudaErrorInvalidValue);
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
-    std::lock_guard<std::mutex> l(g_mutex);
-    return stream_ok(s) && g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    Lock l(g_mutex);
+    auto it = g_events.find(e);
+    if (!stream_ok(s) || it == g_events.end()) return ret(cudaErrorInvalidResourceHandle);
+    if (it->second) enqueue(s, Op{nullptr, it->second, nullptr});  // never recorded: nothing to wait for
+    return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     *e = reinterpret_cast<cudaEvent_t>(new char);
-    g_events.insert(*e);
+    g_events[*e] = nullptr;
     return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (!g_events.erase(e)) return ret(cudaErrorInvalidResourceHandle);
     delete reinterpret_cast<char*>(e);
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
-    return stream_ok(s) && g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    Lock l(g_mutex);
+    auto it = g_events.find(e);
+    if (!stream_ok(s) || it == g_events.end()) return ret(cudaErrorInvalidResourceHandle);
+    it->second = std::make_shared<bool>(false);
+    enqueue(s, Op{nullptr, nullptr, it->second});
+    return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-    std::lock_guard<std::mutex> l(g_mutex);
-    return g_events.count(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    Lock l(g_mutex);
+    auto it = g_events.find(e);
+    if (it == g_events.end()) return ret(cudaErrorInvalidResourceHandle);
+    const std::shared_ptr<bool> flag = it->second;
+    return drain_until([flag] { return !flag || *flag; }) ? cudaSuccess : ret(cudaErrorInvalidValue);
 }
 
 // ------------------------------------------------------------------------------------------------- cuFFT
 
 cufftResult cufftCreate(cufftHandle* plan) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     *plan = g_next_plan++;
     g_plans[*plan] = Plan{};
     return CUFFT_SUCCESS;
 }
 cufftResult cufftDestroy(cufftHandle plan) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     return g_plans.erase(plan) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
 }
 cufftResult cufftGetVersion(int* version) {
@@ -266,7 +466,7 @@ cufftResult cufftGetVersion(int* version) {
     return CUFFT_SUCCESS;
 }
 cufftResult cufftSetAutoAllocation(cufftHandle plan, int autoAllocate) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     auto it = g_plans.find(plan);
     if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
     it->second.auto_alloc = autoAllocate != 0;
@@ -275,7 +475,7 @@ cufftResult cufftSetAutoAllocation(cufftHandle plan, int autoAllocate) {
 cufftResult cufftMakePlanMany64(cufftHandle plan, int rank, long long* n, long long* inembed, long long istride,
                                 long long idist, long long* onembed, long long ostride, long long odist,
                                 cufftType type, long long batch, size_t* workSize) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail("cufftMakePlanMany64")) return CUFFT_INVALID_VALUE;
     auto it = g_plans.find(plan);
     if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
@@ -297,19 +497,24 @@ cufftResult cufftMakePlanMany64(cufftHandle plan, int rank, long long* n, long l
     return CUFFT_SUCCESS;
 }
 cufftResult cufftSetStream(cufftHandle plan, cudaStream_t s) {
-    std::lock_guard<std::mutex> l(g_mutex);
-    return g_plans.count(plan) && stream_ok(s) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
+    Lock l(g_mutex);
+    auto it = g_plans.find(plan);
+    if (it == g_plans.end() || !stream_ok(s)) return CUFFT_INVALID_PLAN;
+    it->second.stream = s;
+    return CUFFT_SUCCESS;
 }
 cufftResult cufftSetWorkArea(cufftHandle plan, void* work) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     auto it = g_plans.find(plan);
     if (it == g_plans.end()) return CUFFT_INVALID_PLAN;
     it->second.work = work;
     return CUFFT_SUCCESS;
 }
 
+static void run_fft(const Plan& p, const void* in, void* out, cufftType type);
+
 static cufftResult exec(cufftHandle plan, const void* in, void* out, cufftType type, const char* name) {
-    std::lock_guard<std::mutex> l(g_mutex);
+    Lock l(g_mutex);
     if (fail(name)) return CUFFT_EXEC_FAILED;
     auto it = g_plans.find(plan);
     if (it == g_plans.end() || !it->second.made) return CUFFT_INVALID_PLAN;
@@ -324,6 +529,12 @@ static cufftResult exec(cufftHandle plan, const void* in, void* out, cufftType t
     if (!device_range_ok(in, ((p.batch - 1) * p.idist + in_len) * in_elem) ||
         !device_range_ok(out, ((p.batch - 1) * p.odist + out_len) * out_elem))
         return CUFFT_EXEC_FAILED;
+    enqueue(p.stream, Op{[p, in, out, type] { run_fft(p, in, out, type); }, nullptr, nullptr});
+    return CUFFT_SUCCESS;
+}
+
+static void run_fft(const Plan& p, const void* in, void* out, cufftType type) {
+    const long long n = p.n, bins = n / 2 + 1;
     std::vector<std::complex<double>> a(n);
     for (long long b = 0; b < p.batch; ++b) {
         if (type == CUFFT_R2C) {
@@ -343,7 +554,6 @@ static cufftResult exec(cufftHandle plan, const void* in, void* out, cufftType t
             for (long long j = 0; j < n; ++j) y[j] = float(a[j].real());
         }
     }
-    return CUFFT_SUCCESS;
 }
 
 cufftResult cufftExecR2C(cufftHandle plan, cufftReal* idata, cufftComplex* odata) {

@@ -1,11 +1,12 @@
 // Host emulation of kernels.cu: the same grid-stride loops' bodies (the dsp_math.cuh element functions) in plain
-// loops, with fp16 network I/O emulated by an IEEE binary16 type (round to nearest even, as __float2half_rn).
+// loops, queued on the launch's stream of the emulated runtime (fake_cuda.cpp), with fp16 network I/O emulated by an IEEE binary16 type (round to nearest even, as __float2half_rn).
 #include <cstdint>
 #include <cstring>
 
 #include "fastsep/dsp_math.cuh"
 #include "fastsep/error.hpp"
 #include "fastsep/kernels.hpp"
+#include "cuda_runtime_api.h"
 
 namespace fake {
 
@@ -97,40 +98,50 @@ void known_network_t(const void* input, void* output, const float* a, const floa
 }
 }  // namespace
 
-void frame_window(const dsp::FrameArgs& a, cudaStream_t) {
-    const int64_t n = dsp::frame_elements(a);
-    for (int64_t i = 0; i < n; ++i) dsp::frame_element(a, i);
+void frame_window(const dsp::FrameArgs& a, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [a] {
+        const int64_t n = dsp::frame_elements(a);
+        for (int64_t i = 0; i < n; ++i) dsp::frame_element(a, i);
+    });
 }
 
-void magnitude(const dsp::MagnitudeArgs& a, void* net_input, NetDType dtype, cudaStream_t) {
-    const int64_t n = dsp::magnitude_elements(a);
-    if (dtype == NetDType::Float16) {
-        auto* out = static_cast<fake::Half*>(net_input);
-        for (int64_t i = 0; i < n; ++i) fake::store_float(out, i, dsp::magnitude_element(a, i));
-    } else {
-        auto* out = static_cast<float*>(net_input);
-        for (int64_t i = 0; i < n; ++i) out[i] = dsp::magnitude_element(a, i);
-    }
+void magnitude(const dsp::MagnitudeArgs& a, void* net_input, NetDType dtype, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [a, net_input, dtype] {
+        const int64_t n = dsp::magnitude_elements(a);
+        if (dtype == NetDType::Float16) {
+            auto* out = static_cast<fake::Half*>(net_input);
+            for (int64_t i = 0; i < n; ++i) fake::store_float(out, i, dsp::magnitude_element(a, i));
+        } else {
+            auto* out = static_cast<float*>(net_input);
+            for (int64_t i = 0; i < n; ++i) out[i] = dsp::magnitude_element(a, i);
+        }
+    });
 }
 
-void apply_masks(const MaskLaunch& m, cudaStream_t) {
-    if (m.dtype == NetDType::Float16)
-        apply_masks_t<fake::Half>(m);
-    else
-        apply_masks_t<float>(m);
+void apply_masks(const MaskLaunch& m, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [m] {
+        if (m.dtype == NetDType::Float16)
+            apply_masks_t<fake::Half>(m);
+        else
+            apply_masks_t<float>(m);
+    });
 }
 
-void overlap_add(const dsp::OlaArgs& a, cudaStream_t) {
-    const int64_t n = dsp::ola_elements(a);
-    for (int64_t i = 0; i < n; ++i) dsp::ola_element(a, i);
+void overlap_add(const dsp::OlaArgs& a, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [a] {
+        const int64_t n = dsp::ola_elements(a);
+        for (int64_t i = 0; i < n; ++i) dsp::ola_element(a, i);
+    });
 }
 
 void known_network(const void* input, void* output, const float* a, const float* b, int64_t batch, int S, int T,
-                   int F, NetDType dtype, cudaStream_t) {
-    if (dtype == NetDType::Float16)
-        known_network_t<fake::Half>(input, output, a, b, batch, S, T, F);
-    else
-        known_network_t<float>(input, output, a, b, batch, S, T, F);
+                   int F, NetDType dtype, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [=] {
+        if (dtype == NetDType::Float16)
+            known_network_t<fake::Half>(input, output, a, b, batch, S, T, F);
+        else
+            known_network_t<float>(input, output, a, b, batch, S, T, F);
+    });
 }
 
 }  // namespace kernels

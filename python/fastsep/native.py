@@ -12,6 +12,11 @@
 or a device array (CuPy, PyTorch, anything with __cuda_array_interface__) read in place; the result is NumPy for
 host input and a device array (DeviceArray: __cuda_array_interface__ and __dlpack__) for device input, unless
 `out` says where to write.
+
+Host memory is reached by DMA, without a CPU copy, where it is page-locked: the NumPy result is allocated in
+page-locked memory from a pool (empty_pinned; the block returns to the pool when the array is gone), and with
+`register_host` (default) the caller's input and `out=` arrays are page-locked (cudaHostRegister) for the call.
+Where that fails, the copies go through pinned staging buffers.
 """
 
 from __future__ import annotations
@@ -136,6 +141,32 @@ def _errors():
         raise GpuError(f"GPU pipeline: {e}") from None
 
 
+# how the native call reaches host memory (Pipeline::separate, HostMemory)
+_STAGE, _DIRECT, _REGISTER = 0, 1, 2
+
+
+def empty_pinned(shape) -> np.ndarray:
+    """An uninitialised float32 NumPy array in page-locked host memory, from fastsep's pinned pool."""
+    m = require()
+    with _errors():
+        return m.empty_pinned([int(s) for s in shape])
+
+
+def is_page_locked(a: np.ndarray) -> bool:
+    """Whether a NumPy array lies in page-locked host memory (empty_pinned, cudaMallocHost, cudaHostRegister)."""
+    return a.size > 0 and bool(require().is_page_locked(a.ctypes.data, a.nbytes))
+
+
+def pinned_pool_stats() -> dict:
+    """cached_bytes, limit, allocations (cudaMallocHost calls) and hits (reuses) of the pinned pool."""
+    return dict(require().pinned_pool_stats())
+
+
+def set_pinned_pool_limit(nbytes: int) -> None:
+    """Most bytes of page-locked blocks kept for reuse after their arrays are gone (0: free at once)."""
+    require().set_pinned_pool_limit(int(nbytes))
+
+
 class DeviceView:
     """A non-owning view of a pipeline buffer on the device, for CuPy / PyTorch / TensorRT.
 
@@ -225,7 +256,7 @@ class Pipeline:
 
     def __init__(self, n_stems: int, F: int, *, T: int = 512, frame_length: int = 4096, frame_step: int = 1024,
                  separation_exponent: float = 2.0, mask_extension: str = "zeros", dtype="float32",
-                 max_batch: int = 4):
+                 max_batch: int = 4, register_host: bool = True, pinned_output: bool = True):
         m = require()
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
@@ -240,6 +271,10 @@ class Pipeline:
             self._impl = m.Pipeline(int(n_stems), int(F), int(T), int(frame_length), int(frame_step),
                                     float(separation_exponent), mask_extension, dt.name, int(max_batch))
         self._network: Optional[Callable[[int], None]] = None
+        # page-lock the caller's host input and out= for the call (DMA, no CPU copy); False: pinned staging
+        self.register_host = bool(register_host)
+        # NumPy results in pooled page-locked memory (DMA'd straight in); False: ordinary memory, staged
+        self.pinned_output = bool(pinned_output)
 
     @classmethod
     def from_config(cls, cfg, *, dtype="float32", max_batch: int = 4) -> "Pipeline":
@@ -261,6 +296,8 @@ class Pipeline:
     separation_exponent = property(lambda self: self._impl.separation_exponent)
     mask_extension = property(lambda self: self._impl.mask_extension)
     device_bytes = property(lambda self: self._impl.device_bytes, doc="device memory held (after a host-I/O run)")
+    last_host_path = property(lambda self: dict(self._impl.last_host_path),
+                              doc="how the last separate() reached host input and output: stage or direct (DMA)")
 
     @property
     def dtype(self) -> np.dtype:
@@ -314,6 +351,7 @@ class Pipeline:
                 raise InputError("waveform contains NaN or Inf")
             keep.append(x)
             L, x_ptr, x_dev, producer = x.shape[0], x.ctypes.data, False, None
+            x_host = self._host_mode(m, x)
         else:
             obj, producer = _device_stereo(waveform)
             cai = obj.__cuda_array_interface__
@@ -325,11 +363,22 @@ class Pipeline:
                 s = cai.get("stream")
                 producer = int(s) if s is not None else None
             keep.append(obj)
-            L, x_ptr, x_dev = shape[0], int(cai["data"][0]), True
+            L, x_ptr, x_dev, x_host = shape[0], int(cai["data"][0]), True, _STAGE
         S = self.n_stems
+        out_host = _STAGE
         if out is None:
             with _errors():
-                out = m.DeviceArray([S, L, 2]) if x_dev else np.empty((S, L, 2), np.float32)
+                if x_dev:
+                    out = m.DeviceArray([S, L, 2])
+                elif L == 0 or not self.pinned_output:
+                    out = np.empty((S, L, 2), np.float32)
+                else:
+                    try:  # page-locked: the stems are DMA'd straight into the array handed back
+                        out, out_host = m.empty_pinned([S, L, 2]), _DIRECT
+                    except m.NativeError:  # no page-locked memory to be had: pageable, staged
+                        out = np.empty((S, L, 2), np.float32)
+        elif _cuda_array_interface(out) is None and isinstance(out, np.ndarray):
+            out_host = self._host_mode(m, out)
         out_cai = _cuda_array_interface(out)
         if out_cai is None:
             if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (S, L, 2)
@@ -351,9 +400,17 @@ class Pipeline:
         if L == 0:
             return out
         with _errors():
-            self._impl.separate(x_ptr, L, x_dev, out_ptr, out_dev, producer, self._network)
+            self._impl.separate(x_ptr, L, x_dev, out_ptr, out_dev, producer, self._network, x_host, out_host)
         del keep
         return out
+
+    def _host_mode(self, m, a: np.ndarray) -> int:
+        """Direct for page-locked arrays, else register for the call (register_host) or stage."""
+        if a.size == 0:
+            return _STAGE
+        if m.is_page_locked(a.ctypes.data, a.nbytes):
+            return _DIRECT
+        return _REGISTER if self.register_host else _STAGE
 
     def synchronize(self) -> None:
         with _errors():

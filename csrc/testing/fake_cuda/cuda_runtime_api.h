@@ -1,8 +1,11 @@
-// Test-only stand-in for the CUDA runtime API: the subset the pipeline uses, run synchronously on the host
-// (csrc/testing/fake_cuda.cpp). Lets CI run Pipeline's chunk loop, staging and cuFFT plan handling without a GPU.
+// Test-only stand-in for the CUDA runtime API: the subset the pipeline uses, run on the host
+// (csrc/testing/fake_cuda.cpp). Lets CI run Pipeline's chunk loop, staging, streams/events and cuFFT plan handling
+// without a GPU. Work on streams is deferred and run in an adversarial order that only respects stream order and
+// event waits (FASTSEP_FAKE_CUDA_SCHEDULE=first|last|immediate), so a missing dependency shows up as wrong numbers.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 
 enum cudaError_t {
     cudaSuccess = 0,
@@ -10,6 +13,22 @@ enum cudaError_t {
     cudaErrorMemoryAllocation = 2,
     cudaErrorCudartUnloading = 4,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorHostMemoryAlreadyRegistered = 712,
+    cudaErrorHostMemoryNotRegistered = 713,
+};
+
+enum cudaMemoryType {
+    cudaMemoryTypeUnregistered = 0,
+    cudaMemoryTypeHost = 1,
+    cudaMemoryTypeDevice = 2,
+    cudaMemoryTypeManaged = 3,
+};
+
+struct cudaPointerAttributes {
+    cudaMemoryType type;
+    int device;
+    void* devicePointer;
+    void* hostPointer;
 };
 
 enum cudaMemcpyKind {
@@ -30,6 +49,7 @@ typedef CUevent_st* cudaEvent_t;
 #define cudaStreamNonBlocking 0x01
 #define cudaEventDefault 0x00
 #define cudaEventDisableTiming 0x02
+#define cudaHostRegisterDefault 0x00
 
 cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaSetDevice(int device);
@@ -44,6 +64,9 @@ cudaError_t cudaMalloc(void** p, size_t bytes);
 cudaError_t cudaFree(void* p);
 cudaError_t cudaMallocHost(void** p, size_t bytes);
 cudaError_t cudaFreeHost(void* p);
+cudaError_t cudaHostRegister(void* p, size_t bytes, unsigned flags);
+cudaError_t cudaHostUnregister(void* p);
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* p);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
@@ -59,5 +82,14 @@ cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 
-// test hook: counts of live allocations, to check that nothing leaks and memory does not grow with the input
+// test hooks: counts of live allocations, to check that nothing leaks and memory does not grow with the input
 size_t fake_cuda_live_device_bytes();
+size_t fake_cuda_live_pinned_bytes();      // cudaMallocHost
+size_t fake_cuda_registered_bytes();       // cudaHostRegister
+// async copies whose host side is pageable (a real GPU would not overlap them), and hazards: cudaHostUnregister
+// with work still queued, or a synchronisation that can never complete
+size_t fake_cuda_pageable_async_copies();
+size_t fake_cuda_hazards();
+void fake_cuda_reset_counters();
+// deferred work on a stream (the emulated kernels and cuFFT enqueue their bodies here)
+void fake_cuda_enqueue(cudaStream_t s, std::function<void()> fn);
