@@ -167,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to separate from the offset (default: the whole file; no 10-minute cut)")
     s.add_argument("--mwf", action="store_true", help="multichannel Wiener filtering (not implemented)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    s.add_argument("--backend", default="auto", help="network runner (default: auto)")
+    s.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"),
+                   help="network runner: auto (an .engine runs on TensorRT, else onnxruntime on the CPU), "
+                        "onnxruntime, tensorrt or torch (GPU where present)")
+    s.add_argument("--precision", default=None, choices=("fp32", "fp16"),
+                   help="network precision of the GPU backends (default: fp16 for tensorrt, fp32 for torch)")
 
     d = sub.add_parser("download", parents=[common], help="download pretrained models",
                        description="Fetch Spleeter's official release archive, check its sha256 and unpack it "
@@ -346,7 +350,7 @@ def _instruments_hint(model: str, config) -> tuple | None:
     return None
 
 
-def _make_separator(model: str, config, backend: str, con: Console):
+def _make_separator(model: str, config, backend: str, con: Console, precision: str | None = None):
     from . import Separator
     from .models import download
 
@@ -354,7 +358,7 @@ def _make_separator(model: str, config, backend: str, con: Console):
         download.ensure_model(model, progress=_download_progress(con, f"downloading {model}"),
                               log=lambda m: con.print(m))
         con.done()
-    return Separator(model, config=config, backend=backend)
+    return Separator(model, config=config, backend=backend, precision=precision)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -401,7 +405,7 @@ def cmd_separate(args, con: Console) -> int:
     hint = _instruments_hint(args.model, args.config)
     sep = None
     if hint is None:
-        sep = _make_separator(args.model, args.config, args.backend, con)
+        sep = _make_separator(args.model, args.config, args.backend, con, args.precision)
     instruments = hint or tuple(sep.instruments)
     plans = [output_paths(f, out_dir, args.filename_format, instruments, codec) for f in inputs]
     owner = {}
@@ -425,7 +429,7 @@ def cmd_separate(args, con: Console) -> int:
         todo.append((f, paths))
 
     if todo and sep is None:
-        sep = _make_separator(args.model, args.config, args.backend, con)
+        sep = _make_separator(args.model, args.config, args.backend, con, args.precision)
         if tuple(sep.instruments) != tuple(instruments):
             raise UsageError(f"model {args.model} has stems {', '.join(sep.instruments)}, expected "
                              f"{', '.join(instruments)}")
