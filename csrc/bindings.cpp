@@ -284,7 +284,9 @@ static void bind_pipeline(py::module_& m) {
         return v;
     });
 
-    py::class_<DeviceArray>(m, "DeviceArray", "float32 device array owned by fastsep (CUDA array interface, DLPack)")
+    // module_local: _native and the emulated build in _host_dsp bind the same C++ types; both may be imported.
+    py::class_<DeviceArray>(m, "DeviceArray", py::module_local(),
+                            "float32 device array owned by fastsep (CUDA array interface, DLPack)")
         .def(py::init([](std::vector<int64_t> shape) {
                  DeviceArray a;
                  a.shape = std::move(shape);
@@ -332,7 +334,7 @@ static void bind_pipeline(py::module_& m) {
             return s + "), dtype=float32, device=" + std::to_string(a.device) + ")";
         });
 
-    py::class_<fastsep::Pipeline>(m, "Pipeline")
+    py::class_<fastsep::Pipeline>(m, "Pipeline", py::module_local())
         .def(py::init([](int n_stems, int F, int T, int frame_length, int frame_step, float separation_exponent,
                          const std::string& mask_extension, const std::string& dtype, int max_batch) {
                  fastsep::PipelineConfig c;
