@@ -7,7 +7,6 @@ from conftest import random_weights, snr_db
 from fastsep import FastsepError, InputError, ModelError, Separator, dsp
 from fastsep.models.onnx_export import export_onnx
 from fastsep.models.weights import save_model
-from fastsep.pipeline import HostPipeline
 from unet_reference import unet_estimates
 
 

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 
 from .errors import MissingDependencyError, ModelError
 from .models.config import ModelConfig
+from .models.files import atomic_path
 from .models.onnx_export import INPUT, OUTPUT
 
 MAGIC = b"FSEPTRT\0"
@@ -95,16 +96,10 @@ def write_engine_file(path: Path, header: dict, engine: bytes) -> Path:
     header = dict(header, engine_bytes=len(engine), engine_sha256=hashlib.sha256(engine).hexdigest())
     blob = json.dumps(header, sort_keys=True).encode("utf-8")
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(MAGIC + struct.pack("<I", len(blob)) + blob)
             f.write(engine)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -165,30 +160,14 @@ def describe(header: dict) -> str:
 # ------------------------------------------------------------------------------------------------ building
 def _load_network_source(model, config: Optional[str], precision: str):
     """(config, ONNX bytes) from a stock name, checkpoint folder, .safetensors or fastsep .onnx file."""
-    from .models.onnx_export import build_model, read_metadata
+    from .models.onnx_export import build_model, load_onnx
 
     path = Path(str(model))
     if path.suffix == ".onnx":
-        import onnx
-
-        if not path.is_file():
-            raise ModelError(f"ONNX file {path} does not exist")
-        try:
-            proto = onnx.load(str(path))
-        except Exception as e:
-            raise ModelError(f"cannot read ONNX file {path}: {e}") from None
-        cfg, onnx_precision = read_metadata(proto)
+        proto, cfg, onnx_precision = load_onnx(path, config)
         if onnx_precision != precision:
             raise ModelError(f"{path} is an {onnx_precision} export; export it again with precision {precision} "
                              "or build from the model itself")
-        if config is not None:
-            from .models import config as configs
-
-            new = configs.load(config)
-            if (new.instruments, new.model_type, new.conv_n_filters) != (cfg.instruments, cfg.model_type,
-                                                                         cfg.conv_n_filters):
-                raise ModelError(f"config {new.name} does not fit the network in {path} ({cfg.name})")
-            cfg = new
         return cfg, proto.SerializeToString()
     from .models.checkpoint import load_weights
 

@@ -147,26 +147,11 @@ class Separator:
     @staticmethod
     def _load(model, config) -> tuple[ModelConfig, bytes | str, dict | None]:
         """Config, the ONNX network (a file path, or a serialized graph) and its in-memory weights."""
-        from .models import config as configs
-        from .models.onnx_export import build_model_in_memory, read_metadata
+        from .models.onnx_export import build_model_in_memory, load_onnx
 
         path = Path(str(model))
         if path.suffix == ".onnx":
-            import onnx
-
-            if not path.is_file():
-                raise ModelError(f"ONNX file {path} does not exist")
-            try:
-                proto = onnx.load(str(path), load_external_data=False)
-            except Exception as e:  # protobuf's DecodeError and friends
-                raise ModelError(f"cannot read ONNX file {path}: {e}") from None
-            cfg, _ = read_metadata(proto)
-            if config is not None:
-                new = configs.load(config)
-                if (new.instruments, new.model_type, new.conv_n_filters) != (cfg.instruments, cfg.model_type,
-                                                                             cfg.conv_n_filters):
-                    raise ModelError(f"config {new.name} does not fit the network in {path} ({cfg.name})")
-                cfg = new
+            _, cfg, _ = load_onnx(path, config, load_weights=False)
             return cfg, str(path), None
         from .models.checkpoint import load_weights
 

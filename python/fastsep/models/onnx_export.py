@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
+from .files import atomic_path
 from .weights import layer_names
 
 OPSET = 17
@@ -164,13 +165,30 @@ def export_onnx(model: str | os.PathLike, output: str | os.PathLike, precision: 
 
     cfg, variables = load_weights(model, config)
     proto = build_model(cfg, variables, precision)
-    output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))
-        os.replace(tmp, output)
-    except OSError as e:
-        raise ModelError(f"cannot write {output}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return output
+    return Path(output)
+
+
+def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: bool = True):
+    """(ModelProto, config, precision) of an ONNX file exported by fastsep; `config` may replace the stored config
+    when it describes the same network (e.g. another F)."""
+    import onnx
+
+    from . import config as configs
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"ONNX file {path} does not exist")
+    try:
+        proto = onnx.load(str(path), load_external_data=load_weights)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ModelError(f"cannot read ONNX file {path}: {e}") from None
+    cfg, precision = read_metadata(proto)
+    if config is not None:
+        new = configs.load(config)
+        if (new.instruments, new.model_type, new.conv_n_filters) != (cfg.instruments, cfg.model_type,
+                                                                     cfg.conv_n_filters):
+            raise ModelError(f"config {new.name} does not fit the network in {path} ({cfg.name})")
+        cfg = new
+    return proto, cfg, precision

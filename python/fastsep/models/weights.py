@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
+from .files import atomic_path
 
 FORMAT = "fastsep-model-1"
 
@@ -78,23 +79,13 @@ def check_variables(variables: dict[str, np.ndarray], cfg: ModelConfig, source: 
 
 
 def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, np.ndarray]) -> Path:
-    """Write a fastsep model file atomically (temporary file, then rename)."""
+    """Write a fastsep model file atomically."""
     from safetensors.numpy import save_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in variables.items()}, str(tmp),
                   metadata={"format": FORMAT, "config": cfg.to_json()})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; a model file is as readable as any other
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
