@@ -46,7 +46,7 @@ _why_unavailable: Optional[str] = None
 _loaded = False
 
 NOT_BUILT = ("the GPU pipeline needs fastsep built with CUDA: no CUDA toolkit (nvcc and cuFFT) was found when "
-             "fastsep was installed (install a CUDA toolkit and `pip install nvidia-cufft`, then reinstall fastsep)")
+             "fastsep was installed (install a CUDA 13 toolkit, then reinstall with `pip install 'fastsep[gpu]'`)")
 
 
 def _cufft_candidates() -> list[str]:
@@ -92,7 +92,7 @@ def _load():
         try:
             m = importlib.import_module(name)
         except ImportError as e2:
-            _why_unavailable = (f"the GPU pipeline cannot load libcufft ({e2}): pip install nvidia-cufft, "
+            _why_unavailable = (f"the GPU pipeline cannot load libcufft ({e2}): pip install 'fastsep[gpu]', "
                                 "or set FASTSEP_CUFFT_ROOT to a folder holding lib/libcufft.so")
             return None
     _module = m
