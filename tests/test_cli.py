@@ -249,7 +249,7 @@ def test_stock_model_lossy_codec_and_bitrate(inputs, tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--mwf"], "--mwf .*not implemented"),
+    (["--mwf", "--backend", "torch"], "--mwf runs in the CPU pipeline only"),
     (["-p", "3stems"], "unknown"),
     (["-p", "no/such/model.onnx"], "unknown model .*nor an existing"),
     (["-c", "aiff"], "unknown codec"),

@@ -1,7 +1,8 @@
 """Parity with spleeter 2.4.2: the acceptance test (goldens made by tools/make_goldens.py, see tests/goldens/).
 
 Real 2stems weights on real music (MUSDB excerpt, a mono mix-down, a 40 s clip of 4 segments and odd length,
-2stems-16kHz), and random-weight 4stems/5stems checkpoints written by spleeter's own graph code. Every stem must be
+2stems-16kHz), and random-weight 4stems/5stems checkpoints written by spleeter's own graph code; `*__mwf` goldens are
+spleeter's Separator(MWF=True). Every stem must be
 within 60 dB SNR of spleeter's output (35 dB for the fp16 network), over every golden window: start, end, each
 segment boundary and points in between.
 """
@@ -37,17 +38,18 @@ _separators = {}
 
 def _separator(golden, checkpoint_2stems, tmp_path_factory):
     """One Separator per (model, config), reused across clips."""
-    key = (golden["config"], int(golden["seed"]))
+    mwf = bool(golden.get("mwf", False))
+    key = (golden["config"], int(golden["seed"]), mwf)
     if key not in _separators:
         cfg = configs.stock(golden["config"])
         if golden["seed"] < 0:  # the real checkpoint
-            _separators[key] = Separator(checkpoint_2stems, config=golden["config"])
+            _separators[key] = Separator(checkpoint_2stems, config=golden["config"], mwf=mwf)
         else:
             names_shapes = json.loads(golden["variables_json"])
             variables = random_variables(names_shapes, int(golden["seed"]))
             path = tmp_path_factory.mktemp("random") / f"{cfg.name}.safetensors"
             _separators[key] = Separator(save_model(path, cfg, {k: v for k, v in variables.items()
-                                                                if k != "global_step"}))
+                                                                if k != "global_step"}), mwf=mwf)
     return _separators[key]
 
 
@@ -55,6 +57,7 @@ def test_goldens_exist():
     names = {p.stem for p in GOLDENS}
     assert {"2stems__mix", "2stems__mono", "2stems__long_odd", "2stems-16kHz__mix"} <= names
     assert any(n.startswith("4stems") for n in names) and any(n.startswith("5stems") for n in names)
+    assert {"2stems__mix__mwf", "4stems__two_seg__mwf"} <= names
 
 
 @pytest.mark.parametrize("path", GOLDENS, ids=[p.stem for p in GOLDENS])

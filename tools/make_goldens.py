@@ -7,6 +7,7 @@ missing) through tools/spleeter_reference.py in subprocesses:
     ~/.cache/fastsep-dev-venv/bin/python tools/make_goldens.py            # all cases -> tests/goldens/
     ~/.cache/fastsep-dev-venv/bin/python tools/make_goldens.py --cases 2stems/mix 4stems/two_seg
     ~/.cache/fastsep-dev-venv/bin/python tools/make_goldens.py --bench 180 600   # spleeter speed / peak RSS
+    ~/.cache/fastsep-dev-venv/bin/python tools/make_goldens.py --mwf --cases 2stems/mix 4stems/two_seg
 
 Each golden ``<config>__<clip>.npz`` (e.g. ``4stems__two_seg.npz``) holds:
 
@@ -108,7 +109,7 @@ def lowpass_residual_db(x: np.ndarray, y: np.ndarray, cutoff_hz: float) -> dict:
             "above_cutoff_energy_db": float(10 * np.log10(leak + 1e-30))}
 
 
-def make_goldens(case_filter, out_dir: pathlib.Path) -> None:
+def make_goldens(case_filter, out_dir: pathlib.Path, mwf: bool = False) -> None:
     py = spleeter_python()
     work = work_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,17 +139,20 @@ def make_goldens(case_filter, out_dir: pathlib.Path) -> None:
                                      f"{json.dumps(randoms[config]['layer_map'])}")
             model = "random (tests/random_weights.py)"
         jobs = []
+        suffix = "__mwf" if mwf else ""
         for c in cases:
-            jobs += ["--job", f"{work / 'inputs' / c}.npy:{work / 'outputs' / f'{config}__{c}'}.npz"]
+            jobs += ["--job", f"{work / 'inputs' / c}.npy:{work / 'outputs' / f'{config}__{c}{suffix}'}.npz"]
         t0 = time.perf_counter()
-        rep = run_reference(py, "separate", "--params", params, "--model-path", str(model_path), *jobs)
+        rep = run_reference(py, "separate", "--params", params, "--model-path", str(model_path), *jobs,
+                            *(["--mwf"] if mwf else []))
         print(f"  {config}: {time.perf_counter() - t0:.1f} s total, {json.dumps(rep['jobs'])}", flush=True)
         for c, job in zip(cases, rep["jobs"]):
             write_golden(out_dir, config, params, seed, model, c, clips[c], job, clip_names[c],
-                         randoms.get(config))
+                         randoms.get(config), mwf)
 
 
-def write_golden(out_dir, config, params, seed, model, clip_name, x, job, n_interior, random_report) -> None:
+def write_golden(out_dir, config, params, seed, model, clip_name, x, job, n_interior, random_report,
+                 mwf: bool = False) -> None:
     full = np.load(job["output"])
     instruments = [str(s) for s in full["instruments"]]
     stems = [full[k] for k in instruments]
@@ -169,7 +173,7 @@ def write_golden(out_dir, config, params, seed, model, clip_name, x, job, n_inte
     if random_report:
         check["random_net_on_mix"] = random_report.get("check")
         check["layer_map_matches_spec"] = random_report["layer_map"]["all_match_spec"]
-    dest = out_dir / f"{config}__{clip_name}.npz"
+    dest = out_dir / f"{config}__{clip_name}{'__mwf' if mwf else ''}.npz"
     tmp = dest.with_suffix(".tmp.npz")
     np.savez_compressed(
         tmp,
@@ -180,7 +184,7 @@ def write_golden(out_dir, config, params, seed, model, clip_name, x, job, n_inte
         variables_json=np.array(str(full["variables_json"])),
         instruments=np.array(instruments), window_starts=starts, window_length=np.int64(WINDOW),
         outputs=outputs, versions_json=np.array(str(full["versions_json"])),
-        check_json=np.array(json.dumps(check)),
+        check_json=np.array(json.dumps(check)), mwf=np.bool_(mwf),
     )
     os.replace(tmp, dest)
     print(f"  wrote {dest.name}: {dest.stat().st_size / 1e6:.2f} MB, windows {starts.tolist()}, "
@@ -210,11 +214,12 @@ def main() -> None:
                     help="instead of goldens: bench separate() for the first length, peak RSS for all")
     ap.add_argument("--bench-params", default="spleeter:2stems")
     ap.add_argument("--calls", type=int, default=2)
+    ap.add_argument("--mwf", action="store_true", help="goldens of Separator(MWF=True): <config>__<clip>__mwf.npz")
     args = ap.parse_args()
     if args.bench:
         bench(args.bench, args.bench_params, args.calls)
     else:
-        make_goldens(set(args.cases or []), pathlib.Path(args.out))
+        make_goldens(set(args.cases or []), pathlib.Path(args.out), args.mwf)
 
 
 if __name__ == "__main__":

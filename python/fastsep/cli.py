@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-s", "--offset", type=float, default=0.0, help="start offset in seconds (default: 0)")
     s.add_argument("-d", "--duration", type=float, default=None,
                    help="seconds to separate from the offset (default: the whole file; no 10-minute cut)")
-    s.add_argument("--mwf", action="store_true", help="multichannel Wiener filtering (not implemented)")
+    s.add_argument("--mwf", action="store_true",
+                   help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
+                        "memory grows with the song)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"),
                    help="network runner: auto (an .engine runs on TensorRT, else onnxruntime on the CPU), "
@@ -350,7 +352,8 @@ def _instruments_hint(model: str, config) -> tuple | None:
     return None
 
 
-def _make_separator(model: str, config, backend: str, con: Console, precision: str | None = None):
+def _make_separator(model: str, config, backend: str, con: Console, precision: str | None = None,
+                    mwf: bool = False):
     from . import Separator
     from .models import download
 
@@ -358,7 +361,7 @@ def _make_separator(model: str, config, backend: str, con: Console, precision: s
         download.ensure_model(model, progress=_download_progress(con, f"downloading {model}"),
                               log=lambda m: con.print(m))
         con.done()
-    return Separator(model, config=config, backend=backend, precision=precision)
+    return Separator(model, config=config, backend=backend, precision=precision, mwf=mwf)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -372,9 +375,8 @@ def cmd_separate(args, con: Console) -> int:
     from . import audio
 
     audio.silence_ffmpeg_logs()
-    if args.mwf:
-        raise UsageError("--mwf (multichannel Wiener filtering) is not implemented in fastsep; run without it "
-                         "(ratio masks, spleeter's default)")
+    if args.mwf and args.backend not in ("auto", "onnxruntime"):
+        raise UsageError("--mwf runs in the CPU pipeline only: use --backend onnxruntime (or auto)")
     codec = args.codec.lower()
     if codec not in audio.CODECS:
         raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
@@ -405,7 +407,7 @@ def cmd_separate(args, con: Console) -> int:
     hint = _instruments_hint(args.model, args.config)
     sep = None
     if hint is None:
-        sep = _make_separator(args.model, args.config, args.backend, con, args.precision)
+        sep = _make_separator(args.model, args.config, args.backend, con, args.precision, args.mwf)
     instruments = hint or tuple(sep.instruments)
     plans = [output_paths(f, out_dir, args.filename_format, instruments, codec) for f in inputs]
     owner = {}
@@ -429,7 +431,7 @@ def cmd_separate(args, con: Console) -> int:
         todo.append((f, paths))
 
     if todo and sep is None:
-        sep = _make_separator(args.model, args.config, args.backend, con, args.precision)
+        sep = _make_separator(args.model, args.config, args.backend, con, args.precision, args.mwf)
         if tuple(sep.instruments) != tuple(instruments):
             raise UsageError(f"model {args.model} has stems {', '.join(sep.instruments)}, expected "
                              f"{', '.join(instruments)}")

@@ -162,3 +162,66 @@ def separate_reference(x: np.ndarray, network, cfg) -> dict[str, np.ndarray]:
         overlap_add(y, stem_mask_frames(masks, i) * spec, 0, cfg.frame_length, cfg.frame_step)
         out[name] = y
     return out
+
+
+# --- Multichannel Wiener filter (SPLEETER.md section 6: norbert.wiener(v, x), 1 EM iteration, soft-mask start) ---
+# Spleeter runs it on the whole song at once; here it takes two passes over the segments. The first sums, per
+# stem and bin, the spatial covariance of the soft-masked estimates and their power (and finds max|x|); the second
+# builds each frame's Wiener filter from those sums. Bins from F up have v = 0, hence estimates of exactly 0.
+
+MWF_EPS = float(np.finfo(np.float32).eps)  # norbert's default for complex64 input
+
+
+def mwf_initial_estimates(spectrum_f: np.ndarray, estimates_frames: np.ndarray) -> np.ndarray:
+    """Soft-mask start: y_j = v_j / (eps + sum_k v_k) * x, for x (2, frames, F), v (stems, 2, frames, F)."""
+    total = estimates_frames.sum(axis=0) + np.float32(MWF_EPS)
+    return (estimates_frames / total) * spectrum_f[None]
+
+
+class MwfStatistics:
+    """Sums over the song's frames that norbert's EM step needs (pass 1)."""
+
+    def __init__(self, n_stems: int, F: int):
+        self.covariance = np.zeros((n_stems, F, 2, 2), np.complex128)  # sum_t y_j y_j^H per bin
+        self.power = np.zeros((n_stems, F), np.float64)  # sum_t v_j, v_j = mean over channels of |y_j|^2
+        self.max_abs = 0.0  # max |x| over every bin and frame of the song
+
+    def add(self, spectrum: np.ndarray, estimates_frames: np.ndarray) -> None:
+        F = estimates_frames.shape[-1]
+        self.max_abs = max(self.max_abs, float(np.abs(spectrum).max(initial=0.0)))
+        y = mwf_initial_estimates(spectrum[..., :F], estimates_frames)  # (stems, 2, frames, F)
+        self.covariance += np.einsum("sctf,sdtf->sfcd", y, y.conj())
+        self.power += (np.abs(y) ** 2).mean(axis=1).sum(axis=1)
+
+    def spatial_covariances(self, scale: float) -> np.ndarray:
+        """R_j per bin for estimates divided by `scale` (norbert's max(1, max|x|/10)): (stems, F, 2, 2)."""
+        s2 = scale * scale
+        return (self.covariance / s2) / (MWF_EPS + self.power / s2)[..., None, None]
+
+    @property
+    def scale(self) -> float:
+        return max(1.0, self.max_abs / 10.0)
+
+
+def mwf_filter(spectrum_f: np.ndarray, estimates_frames: np.ndarray, R: np.ndarray, scale: float) -> np.ndarray:
+    """Pass 2: y_j = v_j R_j C_xx^-1 x per frame and bin, C_xx = sum_j v_j R_j + sqrt(eps) I.
+
+    spectrum_f (2, frames, F) complex, estimates_frames (stems, 2, frames, F), R (stems, F, 2, 2) -> (stems, 2,
+    frames, F) complex64 in the mixture's scale.
+    """
+    x = spectrum_f / np.float32(scale)
+    y = mwf_initial_estimates(x, estimates_frames)
+    v = (np.abs(y) ** 2).mean(axis=1)  # (stems, frames, F)
+    C = np.einsum("stf,sfcd->tfcd", v, R)
+    C[..., 0, 0] += np.sqrt(MWF_EPS)
+    C[..., 1, 1] += np.sqrt(MWF_EPS)
+    det = C[..., 0, 0] * C[..., 1, 1] - C[..., 0, 1] * C[..., 1, 0]
+    inv = np.empty_like(C)
+    inv[..., 0, 0], inv[..., 1, 1] = C[..., 1, 1] / det, C[..., 0, 0] / det
+    inv[..., 0, 1], inv[..., 1, 0] = -C[..., 0, 1] / det, -C[..., 1, 0] / det
+    xt = x.transpose(1, 2, 0)  # (frames, F, 2)
+    out = np.empty(estimates_frames.shape, np.complex64)
+    for j in range(R.shape[0]):
+        W = v[j][..., None, None] * np.einsum("fce,tfed->tfcd", R[j], inv)
+        out[j] = np.einsum("tfcd,tfd->ctf", W, xt) * np.float32(scale)
+    return out

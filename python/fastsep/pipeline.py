@@ -17,10 +17,11 @@ class Runner(Protocol):
 class HostPipeline:
     """Steps 1, 3, 4, 5 of DESIGN.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
 
-    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1):
+    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1, mwf: bool = False):
         self.cfg = cfg
         self.runner = runner
         self.batch_segments = max(1, int(batch_segments))
+        self.mwf = mwf
 
     def separate(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
         """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
@@ -28,6 +29,8 @@ class HostPipeline:
         L = x.shape[0]
         T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
         total = dsp.n_segments(L, T, N, H)
+        if self.mwf:
+            return self._separate_mwf(x, total, progress)
         out = [np.zeros((L, 2), dtype=np.float32) for _ in range(cfg.n_stems)]
         masked = None
         for s0 in range(0, total, self.batch_segments):
@@ -43,4 +46,37 @@ class HostPipeline:
                 dsp.add_block(out[i], dsp.inverse_frames(masked, N, H), s0 * T * H - N)
             if progress is not None:
                 progress(s0 + nseg, total)
+        return out
+
+    def _separate_mwf(self, x: np.ndarray, total: int, progress) -> list[np.ndarray]:
+        """Multichannel Wiener filter: the network's estimates of the whole song are kept (stems x 2 x F floats per
+        frame, as Spleeter keeps far more), since the filter needs sums over every frame before any output."""
+        cfg = self.cfg
+        L = x.shape[0]
+        T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
+        stats = dsp.MwfStatistics(cfg.n_stems, cfg.F)
+        kept = []
+        for s0 in range(0, total, self.batch_segments):
+            nseg = min(self.batch_segments, total - s0)
+            spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)
+            estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
+            frames = np.ascontiguousarray(estimates.transpose(1, 2, 0, 3, 4)).reshape(cfg.n_stems, 2, nseg * T, cfg.F)
+            stats.add(spectrum, frames)
+            kept.append(frames)
+            if progress is not None:
+                progress(s0 + nseg, 2 * total)  # the second pass is the other half of the work
+        scale = stats.scale
+        R = stats.spatial_covariances(scale)
+        out = [np.zeros((L, 2), dtype=np.float32) for _ in range(cfg.n_stems)]
+        for k, s0 in enumerate(range(0, total, self.batch_segments)):
+            frames = kept[k]
+            kept[k] = None
+            spectrum = dsp.stft_frames(x, s0 * T, frames.shape[2], N, H)
+            filtered = dsp.mwf_filter(spectrum[..., :cfg.F], frames, R, scale)
+            for i in range(cfg.n_stems):
+                stem = np.zeros_like(spectrum)  # bins from F up stay 0, as in Spleeter's zero-extended v
+                stem[..., :cfg.F] = filtered[i]
+                dsp.add_block(out[i], dsp.inverse_frames(stem, N, H), s0 * T * H - N)
+            if progress is not None:
+                progress(total + s0 + frames.shape[2] // T, 2 * total)
         return out

@@ -55,13 +55,16 @@ class Separator:
     precision: "fp32" or "fp16" for the GPU backends (default: fp16 for tensorrt, fp32 for torch).
     batch_segments: 512-frame segments per network call (default 1 on the CPU, where 2 is
     no faster and needs 200 MB more; 4 on the GPU).
+    mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
+    pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
+    (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
 
     def __init__(self, model: str | os.PathLike, config: str | None = None, backend: str = "auto",
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = False, mwf: bool = False):
         if backend not in BACKENDS:
             raise FastsepError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if precision not in (None, "fp32", "fp16"):
@@ -82,13 +85,17 @@ class Separator:
             cfg, network, weights = self._load(model, config)
             self.config: ModelConfig = cfg
             self.precision = "fp32"
-            self._pipeline = HostPipeline(cfg, OnnxRuntimeRunner(network, threads, weights), batch_segments or 1)
+            self._pipeline = HostPipeline(cfg, OnnxRuntimeRunner(network, threads, weights), batch_segments or 1,
+                                          mwf=mwf)
         elif backend == "torch":
-            self._init_torch(model, config, batch_segments, threads, precision or "fp32", cuda_graphs)
+            self._init_torch(model, config, batch_segments, threads, precision or "fp32", cuda_graphs, mwf)
         else:
+            if mwf:
+                raise FastsepError("mwf (multichannel Wiener filter) runs in the CPU pipeline only: use backend "
+                                   "'onnxruntime'")
             self._init_tensorrt(model, config, batch_segments, precision, is_engine)
 
-    def _init_torch(self, model, config, batch_segments, threads, precision, cuda_graphs):
+    def _init_torch(self, model, config, batch_segments, threads, precision, cuda_graphs, mwf):
         from .backends.torch_unet import TorchRunner, import_torch
         from .models.checkpoint import load_weights
 
@@ -102,6 +109,9 @@ class Separator:
         self.config = cfg
         self.precision = precision
         if torch.cuda.is_available() and native.available():
+            if mwf:
+                raise FastsepError("mwf (multichannel Wiener filter) runs in the CPU pipeline only: use backend "
+                                   "'onnxruntime'")
             self._gpu = native.Pipeline.from_config(cfg, max_batch=batch_segments or 4)
             runner = TorchRunner(cfg, variables, device=f"cuda:{self._gpu.device}", precision=precision,
                                  cuda_graphs=cuda_graphs)
@@ -113,7 +123,8 @@ class Separator:
                 raise FastsepError(f"fp16 needs the GPU pipeline, which cannot run here: {why}")
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(cfg, TorchRunner(cfg, variables, threads=threads), batch_segments or 1)
+            self._pipeline = HostPipeline(cfg, TorchRunner(cfg, variables, threads=threads), batch_segments or 1,
+                                          mwf=mwf)
         self._runner = runner if self._gpu is not None else self._pipeline.runner
 
     def _init_tensorrt(self, model, config, batch_segments, precision_given, is_engine):
