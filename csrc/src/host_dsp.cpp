@@ -15,14 +15,7 @@ void magnitude(const dsp::MagnitudeArgs& a, float* net_input) {
 
 void mask_means(const dsp::MaskArgs<float>& a, float* mask_mean) {
     const int64_t rows = dsp::mask_mean_rows(a);
-    for (int64_t row = 0; row < rows; ++row) {
-        int s, c;
-        int64_t fl;
-        dsp::mask_mean_row_coords(a, row, s, c, fl);
-        float sum = 0.0f;
-        for (int f = 0; f < a.F; ++f) sum += dsp::mask_value(a, s, c, fl, f);
-        mask_mean[row] = sum / static_cast<float>(a.F);
-    }
+    for (int64_t row = 0; row < rows; ++row) mask_mean[row] = dsp::mask_mean_row(a, row);
 }
 
 void apply_masks(const dsp::MaskArgs<float>& a) {

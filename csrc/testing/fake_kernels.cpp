@@ -76,14 +76,7 @@ void apply_masks_t(const MaskLaunch& m) {
                           m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension};
     if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
-        for (int64_t row = 0; row < rows; ++row) {
-            int s, c;
-            int64_t fl;
-            dsp::mask_mean_row_coords(a, row, s, c, fl);
-            float sum = 0.0f;
-            for (int f = 0; f < a.F; ++f) sum += dsp::mask_value(a, s, c, fl, f);
-            m.mask_mean[row] = sum / static_cast<float>(a.F);
-        }
+        for (int64_t row = 0; row < rows; ++row) m.mask_mean[row] = dsp::mask_mean_row(a, row);
     }
     const int64_t n = dsp::mask_elements(a);
     for (int64_t i = 0; i < n; ++i) dsp::mask_element(a, i);

@@ -33,10 +33,7 @@ class HostPipeline:
             return self._separate_mwf(x, total, progress)
         out = [np.zeros((L, 2), dtype=np.float32) for _ in range(cfg.n_stems)]
         masked = None
-        for s0 in range(0, total, self.batch_segments):
-            nseg = min(self.batch_segments, total - s0)
-            spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)  # (2, frames, bins)
-            estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
+        for s0, nseg, spectrum, estimates in self._chunks(x, total):
             masks = dsp.ratio_masks(estimates, cfg.separation_exponent)  # (nseg, stems, 2, T, F)
             if masked is None or masked.shape != spectrum.shape:
                 masked = np.empty_like(spectrum)
@@ -48,6 +45,14 @@ class HostPipeline:
                 progress(s0 + nseg, total)
         return out
 
+    def _chunks(self, x: np.ndarray, total: int):
+        """(first segment, segments, spectrum (2, frames, bins), network estimates) for each batch of segments."""
+        cfg = self.cfg
+        for s0 in range(0, total, self.batch_segments):
+            nseg = min(self.batch_segments, total - s0)
+            spectrum = dsp.stft_frames(x, s0 * cfg.T, nseg * cfg.T, cfg.frame_length, cfg.frame_step)
+            yield s0, nseg, spectrum, self.runner.run(dsp.magnitude_segments(spectrum, cfg.T, cfg.F))
+
     def _separate_mwf(self, x: np.ndarray, total: int, progress) -> list[np.ndarray]:
         """Multichannel Wiener filter: the network's estimates of the whole song are kept (stems x 2 x F floats per
         frame, as Spleeter keeps far more), since the filter needs sums over every frame before any output."""
@@ -56,10 +61,7 @@ class HostPipeline:
         T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
         stats = dsp.MwfStatistics(cfg.n_stems, cfg.F)
         kept = []
-        for s0 in range(0, total, self.batch_segments):
-            nseg = min(self.batch_segments, total - s0)
-            spectrum = dsp.stft_frames(x, s0 * T, nseg * T, N, H)
-            estimates = self.runner.run(dsp.magnitude_segments(spectrum, T, cfg.F))
+        for s0, nseg, spectrum, estimates in self._chunks(x, total):
             frames = np.ascontiguousarray(estimates.transpose(1, 2, 0, 3, 4)).reshape(cfg.n_stems, 2, nseg * T, cfg.F)
             stats.add(spectrum, frames)
             kept.append(frames)

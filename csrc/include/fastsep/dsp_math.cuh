@@ -168,6 +168,17 @@ FASTSEP_HD void mask_mean_row_coords(const MaskArgs<NetT>& a, int64_t row, int& 
     s = static_cast<int>(sc / 2);
 }
 
+// mean of one row's F masks, summed in order (the host builds; the CUDA kernel reduces the row in parallel)
+template <class NetT>
+FASTSEP_HD float mask_mean_row(const MaskArgs<NetT>& a, int64_t row) {
+    int s, c;
+    int64_t fl;
+    mask_mean_row_coords(a, row, s, c, fl);
+    float sum = 0.0f;
+    for (int f = 0; f < a.F; ++f) sum += mask_value(a, s, c, fl, f);
+    return sum / static_cast<float>(a.F);
+}
+
 // element i over the (2, count, K) bins of the mixture spectrum; writes that bin of every stem
 template <class NetT>
 FASTSEP_HD int64_t mask_elements(const MaskArgs<NetT>& a) { return 2 * a.count * a.K; }
