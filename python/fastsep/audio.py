@@ -54,8 +54,10 @@ class OutputExistsError(OutputError):
 def _av():
     try:
         import av
-    except ImportError:
+    except ModuleNotFoundError:
         raise MissingDependencyError("av", "audio", "Audio decoding and encoding") from None
+    except ImportError as e:  # installed but not loadable (a broken install, or no memory left to map it)
+        raise FastsepError(f"PyAV is installed but cannot be loaded: {e}") from None
     return av
 
 
@@ -181,14 +183,15 @@ def _address_space_headroom() -> int | None:
     return max(soft - used, 0)
 
 
-def _check_fits(path: str, n_samples: int, channels: int, rate: int) -> None:
-    """Refuse (InputError) decoding ``n_samples`` more float32 samples per channel when memory cannot hold them."""
-    need = n_samples * channels * 4
+def _check_fits(path: str, more_samples: int, total_samples: int, channels: int, rate: int) -> None:
+    """Refuse (InputError) holding ``more_samples`` more float32 samples per channel (``total_samples`` in all)
+    when memory cannot take them."""
+    need = more_samples * channels * 4
     avail = _memory_available()
     if avail is not None and need > avail:
-        raise InputError(f"{path}: {n_samples / rate / 60:.1f} min of audio needs {need / 2 ** 30:.2f} GiB of memory "
-                         f"to decode, only {avail / 2 ** 30:.2f} GiB is available: separate a part of it "
-                         "(offset/duration, -s/-d)")
+        raise InputError(f"{path}: {total_samples / rate / 60:.1f} min of audio ({channels} channel(s) kept) do not "
+                         f"fit in memory: {need / 2 ** 30:.2f} GiB needed, {avail / 2 ** 30:.2f} GiB available; "
+                         "separate a part of it (offset/duration, -s/-d)")
 
 
 class _Kept:
@@ -248,13 +251,13 @@ class _Kept:
     def _allocate(self, n: int, channels: int) -> np.ndarray:
         est = self.estimate or 0
         cap = self._capacity(max(n, est + est // 100 + self.rate))  # codecs' padding can outrun the header a little
-        _check_fits(self.path, cap, channels, self.rate)
+        _check_fits(self.path, cap, max(n, est), channels, self.rate)
         return np.empty((cap, channels), np.float32)  # pages are only committed as they are written
 
     def _grow(self, n: int) -> None:
         cap = self.buf.shape[0]
         new = self._capacity(max(n, cap + cap // 4 + self.rate))
-        _check_fits(self.path, new - cap, self.buf.shape[1], self.rate)
+        _check_fits(self.path, new - cap, new, self.buf.shape[1], self.rate)
         self.buf.resize((new, self.buf.shape[1]), refcheck=False)  # realloc: no second copy of the samples
 
     def result(self) -> np.ndarray:
@@ -324,7 +327,7 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
             if want is not None:
                 estimate = min(estimate, want)
             channels = min(int(s.codec_context.channels or 2), max_channels or 1 << 16)
-            _check_fits(p, estimate, channels, rate)
+            _check_fits(p, estimate, estimate, channels, rate)
         kept = _Kept(p, rate, offset, want, max_channels, estimate)
         seek_time = _seek(container, s, offset)
         done, bad_packets, stopped = _decode(container, s, kept, rate, seek_time)
