@@ -152,16 +152,20 @@ def test_resampling_uses_a_proper_filter(tmp_path):
     assert w.shape == (int(round(x.shape[0] * SR / 48000)), 2)
 
 
-def test_channel_layouts_are_kept(tmp_path):
+def test_channels_kept_are_the_ones_the_separator_uses(tmp_path):
     mono = tone(1.0, channels=1)
     audio.save(tmp_path / "mono.flac", mono, SR)
     y, _ = audio.load(tmp_path / "mono.flac")
-    assert y.shape == (SR, 1)
+    assert y.shape == (SR, 1)  # the separator duplicates mono itself
     six = tone(1.0, channels=6, amp=0.2)
     audio.save(tmp_path / "six.wav", six, SR, pcm="f32")
-    y, _ = audio.load(tmp_path / "six.wav")
-    assert y.shape == (SR, 6)
+    y, _ = audio.load(tmp_path / "six.wav")  # the first two, as Spleeter's to_stereo
+    np.testing.assert_array_equal(y, six[:, :2])
+    y, _ = audio.load(tmp_path / "six.wav", max_channels=None)
     np.testing.assert_array_equal(y, six)
+    y, _ = audio.load(tmp_path / "six.wav", sample_rate=48000)  # resampled with all channels, then cut
+    z, _ = audio.load(tmp_path / "six.wav", sample_rate=48000, max_channels=None)
+    np.testing.assert_array_equal(y, z[:, :2])
 
 
 def _write_video(path, with_audio=True, seconds=2.0):

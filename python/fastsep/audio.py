@@ -2,7 +2,8 @@
 
 Spleeter (SPLEETER.md section 7) pipes the ``ffmpeg`` command line: decode with ``-ar 44100`` (libswresample with
 its default filter), trim with output-side ``-ss``/``-t`` (decode from the start and drop), keep the native channel
-layout.  :func:`load` does the same through PyAV's ``AudioResampler`` (the same libswresample), so decoded input
+layout (which the separator cuts to the first two channels; :func:`load` keeps only those as it decodes).
+:func:`load` does the same through PyAV's ``AudioResampler`` (the same libswresample), so decoded input
 matches what Spleeter feeds its model.  :func:`save` writes wav (16/24-bit PCM or float), flac, mp3, ogg (Vorbis),
 opus, m4a (AAC) and wma, always through a temporary file in the destination folder that is renamed into place.
 """
@@ -12,8 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import tempfile
 import threading
+import time
+import warnings
+from typing import Callable
+
 import numpy as np
 
 from .errors import FastsepError, InputError, MissingDependencyError
@@ -48,8 +54,10 @@ class OutputExistsError(OutputError):
 def _av():
     try:
         import av
-    except ImportError:
+    except ModuleNotFoundError:
         raise MissingDependencyError("av", "audio", "Audio decoding and encoding") from None
+    except ImportError as e:  # installed but not loadable (a broken install, or no memory left to map it)
+        raise FastsepError(f"PyAV is installed but cannot be loaded: {e}") from None
     return av
 
 
@@ -112,29 +120,189 @@ def probe(path, stream: int = 0) -> AudioInfo:
                          duration, cc.name)
 
 
-def _frame_array(frame) -> np.ndarray:
-    """An AudioFrame as float32 (n, channels)."""
+def _frame_array(frame, max_channels: int | None = None) -> np.ndarray:
+    """An AudioFrame as float32 (n, channels), keeping the first ``max_channels`` channels (None: all)."""
     arr = frame.to_ndarray()
     channels = len(frame.layout.channels)
     if frame.format.is_planar:
         arr = arr.T
     else:
         arr = arr.reshape(-1, channels)
+    arr = arr[:, :max_channels]
     if arr.dtype != np.float32:
-        if np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.unsignedinteger):  # u8: 128 is zero
+            half = float(np.iinfo(arr.dtype).max // 2 + 1)
+            arr = (arr.astype(np.float64) - half) / half
+        elif np.issubdtype(arr.dtype, np.integer):
             arr = arr.astype(np.float64) / float(np.iinfo(arr.dtype).max + 1)
         arr = arr.astype(np.float32)
     return arr
 
 
+class DecodeWarning(UserWarning):
+    """Audio that decoded only in part: damaged packets skipped, or a file that ends before its header says."""
+
+
+def _memory_available() -> int | None:
+    """Bytes this process can still allocate: the least of the system's MemAvailable and the headroom under the
+    address-space limit (RLIMIT_AS); None when neither is known."""
+    known = [m for m in (_system_available(), _address_space_headroom()) if m is not None]
+    return min(known) if known else None
+
+
+def _proc_kb(path: str, field: str) -> int | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _system_available() -> int | None:
+    avail = _proc_kb("/proc/meminfo", "MemAvailable")
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            return None
+    return avail
+
+
+def _address_space_headroom() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    used = _proc_kb("/proc/self/status", "VmSize")
+    if soft == resource.RLIM_INFINITY or used is None:
+        return None
+    return max(soft - used, 0)
+
+
+def _check_fits(path: str, more_samples: int, total_samples: int, channels: int, rate: int) -> None:
+    """Refuse (InputError) holding ``more_samples`` more float32 samples per channel (``total_samples`` in all)
+    when memory cannot take them."""
+    need = more_samples * channels * 4
+    avail = _memory_available()
+    if avail is not None and need > avail:
+        raise InputError(f"{path}: {total_samples / rate / 60:.1f} min of audio ({channels} channel(s) kept) do not "
+                         f"fit in memory: {need / 2 ** 30:.2f} GiB needed, {avail / 2 ** 30:.2f} GiB available; "
+                         "separate a part of it (offset/duration, -s/-d)")
+
+
+class _Kept:
+    """The decoded samples inside [offset, offset + duration), held in one float32 buffer.
+
+    Only the first ``max_channels`` channels of each frame are kept (the separator uses the first two, as
+    Spleeter's ``to_stereo``).  The buffer is sized once from the declared duration and grown in place (realloc)
+    only when the file runs longer, so no per-frame copies of every channel pile up before a final concatenate.
+    """
+
+    def __init__(self, path: str, rate: int, offset: float, want: int | None, max_channels: int | None,
+                 estimate: int | None):
+        self.path, self.rate, self.offset, self.want = path, rate, offset, want
+        self.max_channels = max_channels
+        self.estimate = estimate  # expected kept samples (None: unknown)
+        self.buf: np.ndarray | None = None
+        self.kept = 0  # samples stored in buf
+        self.got = 0  # output samples seen (kept or skipped), counted from the time origin t0
+        self.t0: float | None = None  # time (s) of the first output sample relative to the stream start
+        self.skip: int | None = None  # output samples to drop at the start
+        self.channels: int | None = None  # of the stream as decoded
+
+    def add(self, frame) -> bool:
+        """Keep the part of ``frame`` inside the wanted span; True once enough is kept."""
+        channels = len(frame.layout.channels)
+        if self.channels is None:
+            self.channels = channels
+        elif channels != self.channels:
+            raise InputError(f"{self.path}: channel count changes mid-stream ({self.channels} -> {channels})")
+        if self.skip is None:
+            self.skip = max(int(round((self.offset - self.t0) * self.rate)), 0)
+        arr = _frame_array(frame, self.max_channels)
+        n = arr.shape[0]
+        lo = max(self.skip - self.got, 0)
+        self.got += n
+        if lo >= n:
+            return False
+        part = arr[lo:] if self.want is None else arr[lo:lo + self.want - self.kept]
+        if part.shape[0]:
+            if not np.isfinite(part).all():
+                raise InputError(f"{self.path}: decoded audio contains NaN or Inf")
+            self._store(part)
+        return self.want is not None and self.kept >= self.want
+
+    def _store(self, part: np.ndarray) -> None:
+        end = self.kept + part.shape[0]
+        if self.buf is None:
+            self.buf = self._allocate(end, part.shape[1])
+        elif end > self.buf.shape[0]:
+            self._grow(end)
+        self.buf[self.kept:end] = part
+        self.kept = end
+
+    def _capacity(self, n: int) -> int:
+        return n if self.want is None else min(n, self.want)
+
+    def _allocate(self, n: int, channels: int) -> np.ndarray:
+        est = self.estimate or 0
+        cap = self._capacity(max(n, est + est // 100 + self.rate))  # codecs' padding can outrun the header a little
+        _check_fits(self.path, cap, max(n, est), channels, self.rate)
+        return np.empty((cap, channels), np.float32)  # pages are only committed as they are written
+
+    def _grow(self, n: int) -> None:
+        cap = self.buf.shape[0]
+        new = self._capacity(max(n, cap + cap // 4 + self.rate))
+        _check_fits(self.path, new - cap, new, self.buf.shape[1], self.rate)
+        self.buf.resize((new, self.buf.shape[1]), refcheck=False)  # realloc: no second copy of the samples
+
+    def result(self) -> np.ndarray:
+        if self.kept < self.buf.shape[0]:
+            self.buf.resize((self.kept, self.buf.shape[1]), refcheck=False)
+        return self.buf
+
+    def end_time(self) -> float:
+        """Time (s) reached by the decoder, from the stream start."""
+        return (self.t0 or 0.0) + self.got / self.rate
+
+
+def _declared_duration(container, s) -> float | None:
+    if s.duration is not None and s.time_base is not None:
+        return float(s.duration * s.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _seek(container, s, offset: float) -> float | None:
+    """Seek to a little before a far ``offset``; the time sought, or None when decoding from the start."""
+    av = _av()
+    if offset <= _SEEK_THRESHOLD_S:
+        return None
+    target = offset - _SEEK_MARGIN_S
+    try:
+        container.seek(int(target / s.time_base) + (s.start_time or 0), stream=s, backward=True)
+        return target
+    except (av.FFmpegError, ValueError, OverflowError, TypeError, ZeroDivisionError):
+        return None
+
+
 def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: int | None = 44100,
-         stream: int = 0) -> tuple[np.ndarray, int]:
+         stream: int = 0, max_channels: int | None = 2,
+         on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
     """Decode audio stream ``stream`` of ``path`` to float32 ``(n, channels)``.
 
     ``sample_rate=None`` keeps the native rate; otherwise libswresample converts (as ``ffmpeg -ar`` does).
-    ``offset``/``duration`` in seconds select a part (``duration=None``: to the end; no length limit).  The native
-    channel layout is kept.  Returns ``(samples, rate)``.  Raises InputError with a one-line reason for anything
-    that cannot be decoded or yields no samples.
+    ``offset``/``duration`` in seconds select a part (``duration=None``: to the end).  The first ``max_channels``
+    channels are kept (2: what the separator uses, as Spleeter's ``to_stereo``; None: all).  Returns
+    ``(samples, rate)``.  Raises InputError with a one-line reason for anything that cannot be decoded, yields no
+    samples or would not fit in memory.  A file that decodes only in part (damaged packets, or ending before its
+    header says) is kept as far as it decodes and reported, one line each with the file name, to ``on_warning``
+    (default: a :class:`DecodeWarning` through :mod:`warnings`).
     """
     av = _av()
     p = os.fspath(path)
@@ -142,6 +310,8 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
         raise InputError(f"offset must be >= 0 (got {offset})")
     if duration is not None and duration <= 0:
         raise InputError(f"duration must be > 0 (got {duration})")
+    if max_channels is not None and max_channels < 1:
+        raise InputError(f"max_channels must be >= 1 (got {max_channels})")
     with _open_input(p) as container:
         s = _audio_stream(container, p, stream)
         native_rate = int(s.codec_context.sample_rate or 0)
@@ -149,97 +319,84 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
             raise InputError(f"{p}: audio stream has no sample rate")
         rate = int(sample_rate) if sample_rate else native_rate
         s.thread_type = "AUTO"
-
-        seek_time = None
-        if offset > _SEEK_THRESHOLD_S:
-            target = offset - _SEEK_MARGIN_S
-            try:
-                container.seek(int(target / s.time_base) + (s.start_time or 0), stream=s, backward=True)
-                seek_time = target
-            except (av.FFmpegError, ValueError, OverflowError, TypeError, ZeroDivisionError):
-                seek_time = None
-        start_ts = s.start_time or 0
-
-        resampler = None
-        chunks: list[np.ndarray] = []
-        got = 0  # output samples kept or skipped so far, counted from the time origin t0
-        t0 = None  # time (s) of the first output sample relative to the stream start
-        skip = None  # output samples to drop at the start
         want = None if duration is None else int(round(duration * rate))
-        kept = 0
-        bad_packets = 0
-        layout_channels = None
-
-        def take(arr: np.ndarray) -> bool:
-            """Keep the part of ``arr`` inside [offset, offset+duration); True once enough is kept."""
-            nonlocal got, kept
-            n = arr.shape[0]
-            lo = max(skip - got, 0)
-            got += n
-            if lo >= n:
-                return False
-            part = arr[lo:]
+        declared = _declared_duration(container, s)
+        estimate = None
+        if declared is not None:
+            estimate = max(int((declared - offset) * rate), 0)
             if want is not None:
-                part = part[: want - kept]
-            if part.shape[0]:
-                chunks.append(part)
-                kept += part.shape[0]
-            return want is not None and kept >= want
-
-        def emit(frames) -> bool:
-            nonlocal skip, layout_channels
-            for fr in frames:
-                arr = _frame_array(fr)
-                if layout_channels is None:
-                    layout_channels = arr.shape[1]
-                elif arr.shape[1] != layout_channels:
-                    raise InputError(f"{p}: channel count changes mid-stream ({layout_channels} -> {arr.shape[1]})")
-                if skip is None:
-                    skip = max(int(round((offset - t0) * rate)), 0)
-                if take(arr):
-                    return True
-            return False
-
-        done = False
-        try:
-            for packet in container.demux(s):
-                try:
-                    frames = packet.decode()
-                except av.InvalidDataError:
-                    bad_packets += 1  # ffmpeg skips undecodable packets too
-                    continue
-                for frame in frames:
-                    if t0 is None:
-                        if seek_time is not None and frame.pts is not None and frame.time_base is not None:
-                            t0 = float((frame.pts - start_ts) * frame.time_base)
-                        else:
-                            t0 = 0.0  # decoding from the start: count samples, as ffmpeg's output -ss does
-                    if resampler is None and rate != frame.sample_rate:
-                        resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
-                    out = resampler.resample(frame) if resampler is not None else [frame]
-                    if emit(out):
-                        done = True
-                        break
-                if done:
-                    break
-            if not done and resampler is not None:
-                emit(resampler.resample(None))
-        except InputError:
-            raise
-        except av.FFmpegError as e:
-            if not chunks:
-                raise InputError(f"{p}: cannot decode audio ({_ffmsg(e)})") from None
-            # a truncated or damaged tail: keep what decoded, as ffmpeg does
-    if not chunks:
+                estimate = min(estimate, want)
+            channels = min(int(s.codec_context.channels or 2), max_channels or 1 << 16)
+            _check_fits(p, estimate, estimate, channels, rate)
+        kept = _Kept(p, rate, offset, want, max_channels, estimate)
+        seek_time = _seek(container, s, offset)
+        done, bad_packets, stopped = _decode(container, s, kept, rate, seek_time)
+    if kept.kept == 0:
+        if stopped is not None:
+            raise InputError(f"{p}: cannot decode audio ({stopped})")
         if bad_packets:
             raise InputError(f"{p}: audio stream is corrupt (no packet could be decoded)")
-        if offset > 0 and got > 0:
-            raise InputError(f"{p}: offset {offset:g} s is past the end of the audio ({got / rate:.2f} s)")
+        if offset > 0 and kept.got > 0:
+            raise InputError(f"{p}: offset {offset:g} s is past the end of the audio ({kept.got / rate:.2f} s)")
         raise InputError(f"{p}: no audio samples decoded")
-    data = np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{p}: decoded audio contains NaN or Inf")
-    return np.ascontiguousarray(data, dtype=np.float32), rate
+    notes = [None if done else _shortfall(p, kept.end_time(), declared, stopped)]
+    if bad_packets:
+        notes.append(f"{p}: {bad_packets} damaged packet(s) could not be decoded and were skipped")
+    for msg in filter(None, notes):
+        if on_warning is not None:
+            on_warning(msg)
+        else:
+            warnings.warn(msg, DecodeWarning, stacklevel=2)
+    return kept.result(), rate
+
+
+def _decode(container, s, kept: _Kept, rate: int, seek_time: float | None) -> tuple[bool, int, str | None]:
+    """Feed the decoded (and resampled) frames of stream ``s`` to ``kept``.
+
+    Returns (whether enough was kept, undecodable packets skipped, why decoding stopped early or None)."""
+    av = _av()
+    start_ts = s.start_time or 0
+    resampler = None
+    bad_packets = 0
+
+    def emit(frames) -> bool:
+        return any(kept.add(fr) for fr in frames)
+
+    try:
+        for packet in container.demux(s):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                bad_packets += 1  # ffmpeg skips undecodable packets too
+                continue
+            for frame in frames:
+                if kept.t0 is None:
+                    if seek_time is not None and frame.pts is not None and frame.time_base is not None:
+                        kept.t0 = float((frame.pts - start_ts) * frame.time_base)
+                    else:
+                        kept.t0 = 0.0  # decoding from the start: count samples, as ffmpeg's output -ss does
+                if resampler is None and rate != frame.sample_rate:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
+                if emit(resampler.resample(frame) if resampler is not None else [frame]):
+                    return True, bad_packets, None
+        if resampler is not None and emit(resampler.resample(None)):
+            return True, bad_packets, None
+    except av.FFmpegError as e:
+        return False, bad_packets, _ffmsg(e)  # a truncated or damaged tail: keep what decoded, as ffmpeg does
+    return False, bad_packets, None
+
+
+def _shortfall(path: str, end: float, declared: float | None, stopped: str | None) -> str | None:
+    """A warning when the audio stops before the end its header declares, or decoding stopped at an error."""
+    short = declared is not None and end < declared - max(0.5, 0.01 * declared)
+    if not (short or stopped):
+        return None
+    msg = f"{path}: the file ends early or is damaged: audio stops at {end:.2f} s"
+    if short:
+        msg += f" of the {declared:.2f} s its header declares"
+    if stopped:
+        msg += f" ({stopped})"
+    return msg
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -354,7 +511,8 @@ def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = N
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+        _remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path, os.getpid()), suffix=".part")
         os.close(fd)
     except OSError as e:
         raise OutputError(f"cannot write to {folder}: {e.strerror or e}") from None
@@ -408,8 +566,9 @@ def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = N
                 out.mux(packet)
         if cancel is not None and cancel.is_set():
             raise KeyboardInterrupt
+        _fsync(tmp)
         _commit(tmp, path, overwrite)
-        _remove_orphans(path)
+        _fsync(folder)  # the rename itself survives a power cut
     except av.FFmpegError as e:
         raise OutputError(f"cannot encode {path} as {codec}: {_ffmsg(e)}") from None
     except OSError as e:
@@ -441,17 +600,52 @@ def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
-def _remove_orphans(path: pathlib.Path, min_age_s: float = 60.0) -> None:
-    """Delete temporary files of ``path`` left by killed runs (hidden ``.<name>.*.part``, older than a minute)."""
-    import time
+def _temp_prefix(path: pathlib.Path, pid: int) -> str:
+    """Hidden temp files of ``path`` are ``.<name>.<pid>-<random>.part``: the pid tells a live writer's file from
+    one that a killed run left behind."""
+    return f".{path.name}.{pid}-"
 
-    now = time.time()
+
+_TEMP_TAG = re.compile(r"(?:(\d+)-)?[a-z0-9_]{8}")  # [pid-] and mkstemp's 8 random characters
+
+
+def _remove_stale_temps(path: pathlib.Path, legacy_age_s: float = 60.0) -> None:
+    """Delete the temp files of ``path`` whose writing process is gone (a run killed mid-write).
+
+    Temp names from before the pid tag (``.<name>.<random>.part``) go once they are a minute old."""
     for p in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+        tag = _TEMP_TAG.fullmatch(p.name[len(path.name) + 2:-len(".part")])
+        if tag is None:  # another target's temp file (e.g. of "<name>.x.wav")
+            continue
+        pid = tag.group(1)
         try:
-            if now - p.stat().st_mtime > min_age_s:
+            if pid is not None:
+                stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+            else:
+                stale = time.time() - p.stat().st_mtime > legacy_age_s
+            if stale:
                 p.unlink()
         except OSError:
             pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a pid we cannot test): keep its file
+    return True
+
+
+def _fsync(path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def glob_escape(name: str) -> str:

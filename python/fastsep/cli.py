@@ -451,7 +451,8 @@ def cmd_separate(args, con: Console) -> int:
                 return
             t0 = time.monotonic()
             try:
-                x, sr = audio.load(f, offset=args.offset, duration=args.duration, sample_rate=rate)
+                x, sr = audio.load(f, offset=args.offset, duration=args.duration, sample_rate=rate,
+                                   on_warning=con.warning)  # damaged or truncated input, with its name
                 item = (i, x, sr, None, time.monotonic() - t0)
             except FastsepError as e:
                 item = (i, None, None, str(e), 0.0)
