@@ -79,13 +79,13 @@ class ModelSource:
         return build_model_in_memory(self.config, self.weights(), precision)
 
     def identity(self) -> list:
-        """What a network built from this source depends on, cheaply: files (path, size, mtime) and config."""
+        """What a network built from this source depends on, cheaply: files (path, size, mtime, inode) and config."""
         ident = [f"{self.kind}:{self.stock_name or self.spec}"]
         path = self.path if self.kind != "stock" else self.checkpoint_folder()
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
             st = f.stat()
-            ident.append((str(f.resolve()), st.st_size, st.st_mtime_ns))
+            ident.append((str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino))  # a rewrite is a new inode
         ident.append(self.config.to_json())
         return ident
 
