@@ -134,7 +134,7 @@ def test_engine_cache(tmp_path, tiny_config, monkeypatch):
     """backend='tensorrt' builds once per (model, config, precision, batch, TensorRT, GPU) and then reuses."""
     from conftest import random_weights
     from fastsep.models.weights import save_model
-    from fastsep.separator import cached_engine, engine_cache_dir
+    from fastsep.backends.tensorrt import cached_engine, engine_cache_dir
 
     _rtx()
     monkeypatch.setenv("FASTSEP_HOME", str(tmp_path / "home"))

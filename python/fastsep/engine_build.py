@@ -160,19 +160,21 @@ def describe(header: dict) -> str:
 # ------------------------------------------------------------------------------------------------ building
 def _load_network_source(model, config: Optional[str], precision: str):
     """(config, ONNX bytes) from a stock name, checkpoint folder, .safetensors or fastsep .onnx file."""
-    from .models.onnx_export import build_model, load_onnx
+    from .models.source import resolve
 
-    path = Path(str(model))
-    if path.suffix == ".onnx":
-        proto, cfg, onnx_precision = load_onnx(path, config)
-        if onnx_precision != precision:
-            raise ModelError(f"{path} is an {onnx_precision} export; export it again with precision {precision} "
+    source = resolve(model, config)
+    if source.kind == "engine":
+        raise ModelError(f"{model} is an engine already: build from the model it was made from")
+    if source.kind == "onnx":
+        if source.precision != precision:
+            raise ModelError(f"{model} is an {source.precision} export; export it again with precision {precision} "
                              "or build from the model itself")
-        return cfg, proto.SerializeToString()
-    from .models.checkpoint import load_weights
+        from .models.onnx_export import load_onnx
 
-    cfg, variables = load_weights(model, config)
-    return cfg, build_model(cfg, variables, precision).SerializeToString()
+        return source.config, load_onnx(source.path, config)[0].SerializeToString()
+    from .models.onnx_export import build_model
+
+    return source.config, build_model(source.config, source.weights(), precision).SerializeToString()
 
 
 def _check_batch(batch: Sequence[int]) -> tuple[int, int, int]:

@@ -13,7 +13,7 @@ from .errors import FastsepError, InputError, ModelError
 from .models.config import ModelConfig
 from .resample import resample
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+_MWF_CPU_ONLY = "mwf (multichannel Wiener filter) runs in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
 
 
 def _as_float_waveform(x) -> np.ndarray:
@@ -45,16 +45,18 @@ class Separator:
     """Separate songs into the stems of a Spleeter model.
 
     model: a stock name ("2stems", "4stems-16kHz", ...; downloaded on first use), a Spleeter checkpoint folder, a
-    fastsep model file (.safetensors), an ONNX file exported by fastsep, or a fastsep engine file (.engine, built by
-    `fastsep build`). config: a stock config name or a Spleeter JSON file, needed only where the model does not say
-    it (e.g. "2stems-16kHz" on the 2stems weights).
+    Spleeter JSON config (its model_dir names the checkpoint), a fastsep model file (.safetensors), an ONNX file
+    exported by fastsep, or a fastsep engine file (.engine, built by `fastsep build`). config: a stock config name
+    or a Spleeter JSON file, needed only where the model does not say it (e.g. "2stems-16kHz" on the 2stems
+    weights).
 
-    backend: "auto" (an .engine file runs on TensorRT, anything else on onnxruntime on the CPU), "onnxruntime",
-    "tensorrt" (GPU; builds an engine on first use and caches it, see engine_cache_dir()) or "torch" (the GPU
-    pipeline with PyTorch's U-Net where torch sees a GPU and fastsep was built with CUDA, else the CPU pipeline).
-    precision: "fp32" or "fp16" for the GPU backends (default: fp16 for tensorrt, fp32 for torch).
-    batch_segments: 512-frame segments per network call (default 1 on the CPU, where 2 is
-    no faster and needs 200 MB more; 4 on the GPU).
+    backend: "auto" (an .engine file runs on TensorRT; anything else on the first installed exact CPU backend) or a
+    name from fastsep.backends.REGISTRY (`fastsep backends` lists them and what runs here): "onnxruntime" (CPU),
+    "torch" (the GPU pipeline where torch sees a GPU and fastsep was built with CUDA, else the CPU), "tensorrt"
+    (GPU; builds an engine on first use and caches it).
+    precision: "fp32", "fp16" or "bf16", as the backend offers (default: the backend's first; fp32 is exact).
+    batch_segments: 512-frame segments per network call (default 1 on the CPU, where 2 is no faster and needs
+    200 MB more; 4 on the GPU).
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
     pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
     (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
@@ -65,109 +67,31 @@ class Separator:
     def __init__(self, model: str | os.PathLike, config: str | None = None, backend: str = "auto",
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
                  cuda_graphs: bool = False, mwf: bool = False):
-        if backend not in BACKENDS:
-            raise FastsepError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        if precision not in (None, "fp32", "fp16"):
-            raise FastsepError(f"precision must be fp32 or fp16, not {precision!r}")
-        is_engine = Path(str(model)).suffix == ".engine"
-        if backend == "auto":
-            backend = "tensorrt" if is_engine else "onnxruntime"
-        elif is_engine and backend != "tensorrt":
-            raise FastsepError(f"{model} is a TensorRT engine: it runs with backend 'tensorrt' (or 'auto')")
-        self.backend = backend
-        self._gpu = None  # the native GPU pipeline, when one runs the DSP
-        if backend == "onnxruntime":
-            if precision == "fp16":
-                raise FastsepError("the onnxruntime (CPU) backend runs fp32 only")
-            from .backends.onnxruntime import OnnxRuntimeRunner
-            from .pipeline import HostPipeline
+        from . import backends
+        from .models.source import kind_of, resolve
 
-            cfg, network, weights = self._load(model, config)
-            self.config: ModelConfig = cfg
-            self.precision = "fp32"
-            self._pipeline = HostPipeline(cfg, OnnxRuntimeRunner(network, threads, weights), batch_segments or 1,
-                                          mwf=mwf)
-        elif backend == "torch":
-            self._init_torch(model, config, batch_segments, threads, precision or "fp32", cuda_graphs, mwf)
-        else:
-            if mwf:
-                raise FastsepError("mwf (multichannel Wiener filter) runs in the CPU pipeline only: use backend "
-                                   "'onnxruntime'")
-            self._init_tensorrt(model, config, batch_segments, precision, is_engine)
-
-    def _init_torch(self, model, config, batch_segments, threads, precision, cuda_graphs, mwf):
-        from .backends.torch_unet import TorchRunner, import_torch
-        from .models.checkpoint import load_weights
-
-        torch = import_torch()
-        from . import native
-
-        if Path(str(model)).suffix == ".onnx":
-            raise ModelError("the torch backend needs the weights: give a stock name, checkpoint folder or "
-                             ".safetensors file, not an ONNX export")
-        cfg, variables = load_weights(model, config)
-        self.config = cfg
-        self.precision = precision
-        if torch.cuda.is_available() and native.available():
-            if mwf:
-                raise FastsepError("mwf (multichannel Wiener filter) runs in the CPU pipeline only: use backend "
-                                   "'onnxruntime'")
-            self._gpu = native.Pipeline.from_config(cfg, max_batch=batch_segments or 4)
-            runner = TorchRunner(cfg, variables, device=f"cuda:{self._gpu.device}", precision=precision,
-                                 cuda_graphs=cuda_graphs)
-            runner.attach(self._gpu)
+        chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
+        if mwf and "cpu" not in chosen.devices:
+            raise FastsepError(_MWF_CPU_ONLY)
+        source = resolve(model, config)
+        if source.kind == "engine":
+            if precision is not None and precision != source.precision:
+                raise ModelError(f"{source.path} is an {source.precision} engine, not {precision}")
+            precision_run = source.precision
+        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs)
+        self._runner, self._gpu = chosen.create(source, options)
+        if self._gpu is not None and mwf:
+            raise FastsepError(_MWF_CPU_ONLY)
+        self.backend = chosen.name
+        self.precision = precision_run
+        self.source = source
+        self.config: ModelConfig = source.config
+        if self._gpu is not None:
             self._pipeline = self._gpu
         else:
-            if precision == "fp16":
-                why = native.unavailable_reason() or "torch.cuda.is_available() is False"
-                raise FastsepError(f"fp16 needs the GPU pipeline, which cannot run here: {why}")
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(cfg, TorchRunner(cfg, variables, threads=threads), batch_segments or 1,
-                                          mwf=mwf)
-        self._runner = runner if self._gpu is not None else self._pipeline.runner
-
-    def _init_tensorrt(self, model, config, batch_segments, precision_given, is_engine):
-        precision = precision_given or "fp16"
-        from . import native
-        from .engine_build import import_tensorrt, read_engine_header
-
-        if is_engine:  # a bad file is a ModelError on any machine, before any dependency is looked for
-            if config is not None:
-                raise ModelError("an engine file holds its config: do not pass one")
-            path = Path(str(model))
-            import_tensorrt(read_engine_header(path)[0]["flavour"])
-        else:
-            import_tensorrt()  # the missing-package error first: it names the extra to install
-        native.require()
-        if not is_engine:
-            path = cached_engine(model, config, precision, batch_segments or 4)
-        from .backends.tensorrt import TensorRTRunner
-
-        runner = TensorRTRunner(path)
-        if is_engine and precision_given and precision_given != runner.precision:
-            raise ModelError(f"{path} is an {runner.precision} engine, not {precision_given}")
-        self.config = runner.config
-        self.precision = runner.precision
-        max_batch = min(batch_segments or 4, runner.batch[2])
-        self._gpu = native.Pipeline.from_config(self.config, max_batch=max_batch)
-        runner.attach(self._gpu)
-        self._runner = runner
-        self._pipeline = self._gpu
-
-    @staticmethod
-    def _load(model, config) -> tuple[ModelConfig, bytes | str, dict | None]:
-        """Config, the ONNX network (a file path, or a serialized graph) and its in-memory weights."""
-        from .models.onnx_export import build_model_in_memory, load_onnx
-
-        path = Path(str(model))
-        if path.suffix == ".onnx":
-            _, cfg, _ = load_onnx(path, config, load_weights=False)
-            return cfg, str(path), None
-        from .models.checkpoint import load_weights
-
-        cfg, variables = load_weights(model, config)
-        return (cfg,) + build_model_in_memory(cfg, variables)
+            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf)
 
     @property
     def device(self) -> str:
@@ -240,63 +164,3 @@ def _is_device_array(x) -> bool:
         return True
     except Exception:  # attribute missing, or a torch CPU tensor raising
         return False
-
-
-def engine_cache_dir() -> Path:
-    """Where backend='tensorrt' keeps the engines it builds: <fastsep model home>/engines."""
-    try:
-        from .models.download import model_home
-
-        return Path(model_home()) / "engines"
-    except ImportError:
-        return Path.home() / ".cache" / "fastsep" / "engines"
-
-
-def _source_identity(model, config) -> list:
-    """What the built engine depends on, cheaply: the model's files (path, size, mtime) and the config."""
-    from .models import config as configs
-
-    spec = str(model)
-    path = Path(spec)
-    if not path.exists() and spec.removeprefix("spleeter:") in configs.STOCK_NAMES:
-        from .models.download import ensure_model
-
-        path = Path(ensure_model(spec))
-        spec = f"stock:{spec.removeprefix('spleeter:')}"
-    if not path.exists():
-        raise ModelError(f"unknown model {spec!r}: choose one of {', '.join(configs.STOCK_NAMES)} "
-                         "or give a checkpoint folder or model file")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    ident = [spec]
-    for f in files:
-        st = f.stat()
-        ident.append((str(f.resolve()), st.st_size, st.st_mtime_ns))
-    if config is not None:
-        c = Path(str(config))
-        ident.append(c.read_text(encoding="utf-8") if c.is_file() else str(config))
-    return ident
-
-
-def cached_engine(model, config, precision: str, max_batch: int) -> Path:
-    """A fastsep engine for (model, config, precision, batch 1..max_batch) on this GPU and TensorRT: from the
-    cache, or built now (seconds with TensorRT-RTX, minutes with TensorRT) and stored atomically."""
-    import hashlib
-    import json
-
-    from .engine_build import _gpu_name, build_engine, import_tensorrt
-
-    trt, flavour = import_tensorrt()
-    key = json.dumps([_source_identity(model, config), precision, max_batch, flavour, trt.__version__, _gpu_name()],
-                     default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    folder = engine_cache_dir()
-    name = Path(str(model)).name.removesuffix(".safetensors") or "model"
-    path = folder / f"{name}-{precision}-b{max_batch}-{digest}.engine"
-    if path.is_file():
-        return path
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ModelError(f"cannot create the engine cache {folder}: {e.strerror or e}") from None
-    opt = min(max_batch, 4)
-    return build_engine(model, path, precision=precision, batch=(1, opt, max_batch), config=config, flavour=flavour)

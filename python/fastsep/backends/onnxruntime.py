@@ -36,3 +36,9 @@ class OnnxRuntimeRunner:
 
     def run(self, magnitudes: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: magnitudes})[0]
+
+
+def create(source, options):
+    """The registry's factory (backends/__init__.py): a host runner on the model's fp32 ONNX graph."""
+    network, weights = source.onnx_network("fp32")
+    return OnnxRuntimeRunner(network, options.threads, weights), None

@@ -8,6 +8,7 @@ size (when it changes) and enqueues execute_async_v3 on the pipeline's stream: n
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -125,3 +126,56 @@ class TensorRTRunner:
             raise FastsepError("TensorRT failed to enqueue the engine")
         stream.synchronize()
         return out.cpu().numpy()
+
+
+def create(source, options):
+    """The registry's factory (backends/__init__.py): an engine file as it is, or an engine built for this GPU
+    from any other model and cached (engine_cache_dir()), inside the CUDA pipeline."""
+    from .. import native
+    from ..engine_build import read_engine_header
+
+    if source.kind == "engine":  # the missing-package error first: it names the extra to install
+        import_tensorrt(read_engine_header(source.path)[0]["flavour"])
+    else:
+        import_tensorrt()
+    native.require()
+    batch = options.batch_segments or 4
+    path = source.path if source.kind == "engine" else cached_engine(source, None, options.precision, batch)
+    runner = TensorRTRunner(path)
+    gpu = native.Pipeline.from_config(runner.config, max_batch=min(batch, runner.batch[2]))
+    runner.attach(gpu)
+    return runner, gpu
+
+
+def engine_cache_dir() -> Path:
+    """Where backend='tensorrt' keeps the engines it builds: <fastsep model home>/engines."""
+    from ..models.download import model_home
+
+    return Path(model_home()) / "engines"
+
+
+def cached_engine(model, config: Optional[str], precision: str, max_batch: int) -> Path:
+    """A fastsep engine for (model, config, precision, batch 1..max_batch) on this GPU and TensorRT: from the
+    cache, or built now (seconds with TensorRT-RTX, minutes with TensorRT) and stored atomically. `model` and
+    `config` are what models.source.resolve() takes."""
+    import hashlib
+    import json
+
+    from ..engine_build import _gpu_name, build_engine
+    from ..models.source import resolve
+
+    source = resolve(model, config)
+    trt, flavour = import_tensorrt()
+    key = json.dumps([source.identity(), precision, max_batch, flavour, trt.__version__, _gpu_name()], default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    folder = engine_cache_dir()
+    name = Path(source.spec).name.removesuffix(".safetensors") or "model"
+    path = folder / f"{name}-{precision}-b{max_batch}-{digest}.engine"
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelError(f"cannot create the engine cache {folder}: {e.strerror or e}") from None
+    return build_engine(source, path, precision=precision, batch=(1, min(max_batch, 4), max_batch),
+                        flavour=flavour)

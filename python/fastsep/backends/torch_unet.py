@@ -295,3 +295,22 @@ def device_tensor(torch, view, device):
     if t.data_ptr() != view.ptr:
         raise FastsepError("torch copied the pipeline buffer instead of wrapping it")
     return t
+
+
+def create(source, options):
+    """The registry's factory (backends/__init__.py): inside the CUDA pipeline where torch sees a GPU and fastsep
+    was built with CUDA, else a host runner on the CPU (fp32 only)."""
+    torch = import_torch()
+    from .. import native
+
+    cfg, variables = source.config, source.weights()
+    if torch.cuda.is_available() and native.available():
+        gpu = native.Pipeline.from_config(cfg, max_batch=options.batch_segments or 4)
+        runner = TorchRunner(cfg, variables, device=f"cuda:{gpu.device}", precision=options.precision,
+                             cuda_graphs=options.cuda_graphs)
+        runner.attach(gpu)
+        return runner, gpu
+    if options.precision != "fp32":
+        why = native.unavailable_reason() or "torch.cuda.is_available() is False"
+        raise FastsepError(f"{options.precision} needs the GPU pipeline, which cannot run here: {why}")
+    return TorchRunner(cfg, variables, threads=options.threads), None

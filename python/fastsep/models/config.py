@@ -147,6 +147,13 @@ _STOCK = {
 STOCK_NAMES = ("2stems", "2stems-16kHz", "4stems", "4stems-16kHz", "5stems", "5stems-16kHz")
 
 
+def stock_name(spec: str) -> str | None:
+    """The stock config `spec` names ("spleeter:4stems-16kHz" -> "4stems-16kHz"), or None: the one test of
+    whether a name is a stock model."""
+    key = str(spec).strip().removeprefix("spleeter:")
+    return key if key in STOCK_NAMES else None
+
+
 def stock(name: str) -> ModelConfig:
     """One of the six stock configs; accepts spleeter's 'spleeter:' prefix."""
     key = name.removeprefix("spleeter:")
@@ -159,8 +166,8 @@ def stock(name: str) -> ModelConfig:
 
 def load(spec: str) -> ModelConfig:
     """A stock config name or the path of a Spleeter JSON config."""
-    if spec.removeprefix("spleeter:") in STOCK_NAMES:
-        return stock(spec)
+    if stock_name(spec) is not None:
+        return stock(stock_name(spec))
     if os.path.isfile(spec):
         try:
             with open(spec, encoding="utf-8") as f:

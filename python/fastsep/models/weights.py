@@ -88,6 +88,26 @@ def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, n
     return Path(path)
 
 
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The config stored in a fastsep model file, without reading its weights."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
+    return _stored_config(meta, path)
+
+
+def _stored_config(meta: dict, path) -> ModelConfig:
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
+    return ModelConfig.from_json(meta["config"])
+
+
 def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -99,7 +119,5 @@ def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.
         variables = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
-    cfg = ModelConfig.from_json(meta["config"])
+    cfg = _stored_config(meta, path)
     return cfg, check_variables(variables, cfg, str(path))

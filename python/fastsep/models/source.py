@@ -1,0 +1,178 @@
+"""One resolver from whatever names a model to a validated ModelSource (docs/architecture.md, "Models").
+
+A user names a model as a stock name (`2stems`, `spleeter:4stems-16kHz`), a Spleeter checkpoint folder, a
+Spleeter JSON config (whose `model_dir` names the checkpoint), a fastsep model file (.safetensors), an ONNX export
+or an engine file. `resolve` decides which once, and reads and validates the config without loading any weights,
+so that callers (Separator, the CLI's output plan, the engine builder) ask the source, never the string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import ModelError
+from . import config as configs
+from .config import ModelConfig
+
+#: What a ModelSource can be; the first three carry weights, the last two a compiled network.
+KINDS = ("stock", "checkpoint", "safetensors", "onnx", "engine")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """A model named by the user, resolved: what it is, where it is, and its validated config."""
+
+    kind: str
+    spec: str  # as the user gave it
+    config: ModelConfig
+    path: Optional[Path] = None  # file or folder; None for a stock model (found or downloaded by weights())
+    precision: Optional[str] = None  # onnx and engine: the precision they were exported / built with
+    config_spec: Optional[str] = None  # the config the user gave, if any
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind in ("stock", "checkpoint", "safetensors")
+
+    @property
+    def stock_name(self) -> Optional[str]:
+        return configs.stock_name(self.spec) if self.kind == "stock" else None
+
+    def checkpoint_folder(self, progress=None, log: Optional[Callable[[str], None]] = None) -> Path:
+        """The checkpoint folder of a stock or checkpoint model (a stock one is downloaded on first use)."""
+        if self.kind == "checkpoint":
+            return self.path
+        if self.kind == "stock":
+            from .download import ensure_model
+
+            return Path(ensure_model(self.spec, progress=progress, log=log))
+        raise ModelError(f"{self.spec} is a {self.kind} model, not a checkpoint")
+
+    def weights(self, progress=None, log: Optional[Callable[[str], None]] = None) -> dict[str, np.ndarray]:
+        """float32 variables by TensorFlow name, checked against the config."""
+        from .tf_checkpoint import read_checkpoint
+        from .weights import check_variables, load_model_file
+
+        if self.kind == "safetensors":
+            stored, variables = load_model_file(self.path)
+            return variables if stored == self.config else check_variables(variables, self.config, str(self.path))
+        if self.kind in ("stock", "checkpoint"):
+            folder = self.checkpoint_folder(progress, log)
+            return check_variables(read_checkpoint(folder), self.config, f"checkpoint {folder}")
+        raise ModelError(f"{self.path}: an exported network holds no checkpoint; give a stock name, a checkpoint "
+                         "folder or a .safetensors model file")
+
+    def onnx_network(self, precision: str = "fp32") -> tuple[bytes | str, Optional[dict]]:
+        """The ONNX network of every stem: (a file path or serialized graph, its in-memory weights or None)."""
+        from .onnx_export import build_model_in_memory
+
+        if self.kind == "onnx":
+            if self.precision != precision:
+                raise ModelError(f"{self.path} is an {self.precision} export; export it again with precision "
+                                 f"{precision} or give the model itself")
+            return str(self.path), None
+        return build_model_in_memory(self.config, self.weights(), precision)
+
+    def identity(self) -> list:
+        """What a network built from this source depends on, cheaply: files (path, size, mtime, inode) and config."""
+        ident = [f"{self.kind}:{self.stock_name or self.spec}"]
+        path = self.path if self.kind != "stock" else self.checkpoint_folder()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            st = f.stat()
+            ident.append((str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino))  # a rewrite is a new inode
+        ident.append(self.config.to_json())
+        return ident
+
+
+def kind_of(model: str | os.PathLike | ModelSource) -> str:
+    """What `model` names, from its name alone (resolve() then checks it): one of KINDS. A Spleeter JSON config
+    counts as a checkpoint; anything unknown too (resolve() says what is wrong with it)."""
+    if isinstance(model, ModelSource):
+        return model.kind
+    suffix = Path(str(model)).suffix.lower()
+    if suffix in (".engine", ".onnx", ".safetensors"):
+        return suffix[1:]
+    if configs.stock_name(str(model)) is not None and not Path(str(model)).is_dir():
+        return "stock"
+    return "checkpoint"
+
+
+def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None) -> ModelSource:
+    """The ModelSource for `model`; `config` (a stock config name or a Spleeter JSON file) completes or replaces
+    what the model says. Raises ModelError, one line, for anything that is not a usable model."""
+    if isinstance(model, ModelSource):
+        if config is not None and config != model.config_spec:
+            return resolve(model.spec, config)
+        return model
+    spec = str(model)
+    path = Path(spec)
+    kind = kind_of(spec)
+    if kind == "engine":
+        return _engine(spec, path, config)
+    if kind == "onnx":
+        from .onnx_export import load_onnx
+
+        _, cfg, precision = load_onnx(path, config, load_weights=False)
+        return ModelSource("onnx", spec, cfg, path, precision, config)
+    if kind == "safetensors":
+        from .weights import read_model_config
+
+        cfg = read_model_config(path) if config is None else configs.load(config)
+        return ModelSource("safetensors", spec, cfg, path, config_spec=config)
+    if path.suffix.lower() == ".json" and path.is_file() and config is None:
+        return _spleeter_json(spec, path)
+    if path.is_dir():
+        return ModelSource("checkpoint", spec, _folder_config(path, config), path, config_spec=config)
+    name = configs.stock_name(spec)
+    if name is not None:
+        cfg = configs.load(config) if config is not None else configs.stock(name)
+        return ModelSource("stock", spec, cfg, config_spec=config)
+    if path.exists():
+        raise ModelError(f"{path} is not a model: expected a Spleeter checkpoint folder, a Spleeter JSON config, or "
+                         "a .safetensors, .onnx or .engine file")
+    raise ModelError(f"unknown model {spec!r}: choose one of {', '.join(configs.STOCK_NAMES)} or give a checkpoint "
+                     "folder, Spleeter JSON config or model file")
+
+
+def _engine(spec: str, path: Path, config: Optional[str]) -> ModelSource:
+    from ..engine_build import read_engine_header
+
+    if config is not None:
+        raise ModelError("an engine file holds its config: do not pass one")
+    header, _ = read_engine_header(path)
+    return ModelSource("engine", spec, header["config"], path, header["precision"])
+
+
+def _folder_config(folder: Path, config: Optional[str]) -> ModelConfig:
+    if config is not None:
+        return configs.load(config)
+    name = folder.resolve().name
+    if name in configs.STOCK_NAMES:
+        return configs.stock(name)
+    raise ModelError(f"cannot tell which config checkpoint folder {folder} uses: pass a config "
+                     f"({', '.join(configs.STOCK_NAMES)} or a Spleeter JSON file)")
+
+
+def _spleeter_json(spec: str, path: Path) -> ModelSource:
+    """Spleeter's `-p config.json`: the JSON is the config and its `model_dir` the checkpoint, looked up as a path
+    (as given, then beside the JSON), then under $MODEL_PATH (default ./pretrained_models), then as a stock name."""
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+        model_dir = str(params["model_dir"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise ModelError(f"cannot read model_dir from Spleeter config {path}: {type(e).__name__}: {e}") from None
+    cfg = configs.load(spec)
+    spleeter_home = os.environ.get("MODEL_PATH") or "pretrained_models"
+    for cand in (Path(model_dir), path.absolute().parent / model_dir, Path(spleeter_home) / model_dir):
+        if cand.is_dir():
+            return ModelSource("checkpoint", str(cand), cfg, cand, config_spec=spec)
+    if configs.stock_name(model_dir) is not None:
+        return ModelSource("stock", model_dir, cfg, config_spec=spec)
+    raise ModelError(f"model_dir {model_dir!r} of {path} not found (as a path, beside the config or under "
+                     f"{spleeter_home})")
