@@ -317,6 +317,22 @@ def test_a_server_sending_one_byte_at_a_time_meets_the_deadline(home, server, mo
     assert _leftovers(home) == []
 
 
+def test_a_tls_handshake_that_never_completes_meets_the_deadline(home, server, tmp_path):
+    """A server that accepts the connection and never answers: the read timeout alone (here 600 s) would wait;
+    the deadline ends it (the subprocess's own 120 s limit only guards against a hang)."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        out = _cli(["download", "2stems"], home, server, tmp_path,
+                   FASTSEP_GITHUB_HOST=f"https://127.0.0.1:{silent.getsockname()[1]}",
+                   FASTSEP_DOWNLOAD_TIMEOUT="600", FASTSEP_DOWNLOAD_DEADLINE="1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("fastsep: error: cannot download model 2stems") and "FASTSEP_DOWNLOAD_DEADLINE" in last
+
+
 @pytest.mark.parametrize("var,value", [("FASTSEP_DOWNLOAD_TIMEOUT", "abc"), ("FASTSEP_DOWNLOAD_TIMEOUT", "-1"),
                                        ("FASTSEP_DOWNLOAD_DEADLINE", "nan"), ("FASTSEP_DOWNLOAD_DEADLINE", "0")])
 def test_bad_timeout_settings_are_one_line(home, server, monkeypatch, var, value):

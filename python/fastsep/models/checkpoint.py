@@ -24,6 +24,19 @@ def _config_for_folder(folder: Path, config: str | None) -> ModelConfig:
                      f"({', '.join(configs.STOCK_NAMES)} or a Spleeter JSON file)")
 
 
+def _read_stock_checkpoint(name: str) -> tuple[Path, dict[str, np.ndarray]]:
+    """The folder and variables of stock model `name` (downloaded on first use); a damaged copy says where it is
+    and how to fetch it again."""
+    from .download import ensure_model, model_folder_name
+
+    folder = ensure_model(name)
+    try:
+        return folder, read_checkpoint(folder)
+    except ModelError as e:
+        raise ModelError(f"{e}: the stock model in {folder} is damaged; fetch it again with "
+                         f"'fastsep download {model_folder_name(name)} --force'") from None
+
+
 def load_weights(model: str | os.PathLike, config: str | None = None) -> tuple[ModelConfig, dict[str, np.ndarray]]:
     """Config and float32 variables of `model`; `config` overrides or completes what the model says."""
     spec = str(model)
@@ -40,11 +53,9 @@ def load_weights(model: str | os.PathLike, config: str | None = None) -> tuple[M
         cfg = _config_for_folder(path, config)
         return cfg, check_variables(read_checkpoint(path), cfg, f"checkpoint {path}")
     if spec.removeprefix("spleeter:") in configs.STOCK_NAMES:
-        from .download import ensure_model
-
         cfg = configs.load(config) if config is not None else configs.stock(spec)
-        folder = ensure_model(spec)
-        return cfg, check_variables(read_checkpoint(folder), cfg, f"checkpoint {folder}")
+        folder, variables = _read_stock_checkpoint(spec)
+        return cfg, check_variables(variables, cfg, f"checkpoint {folder}")
     if path.suffix in (".onnx", ".engine"):
         raise ModelError(f"{path}: an exported network holds no checkpoint; give a stock name, a checkpoint "
                          "folder or a .safetensors model file")
