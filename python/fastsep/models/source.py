@@ -61,9 +61,18 @@ class ModelSource:
         if self.kind == "safetensors":
             stored, variables = load_model_file(self.path)
             return variables if stored == self.config else check_variables(variables, self.config, str(self.path))
-        if self.kind in ("stock", "checkpoint"):
+        if self.kind == "checkpoint":
+            return check_variables(read_checkpoint(self.path), self.config, f"checkpoint {self.path}")
+        if self.kind == "stock":
             folder = self.checkpoint_folder(progress, log)
-            return check_variables(read_checkpoint(folder), self.config, f"checkpoint {folder}")
+            try:
+                variables = read_checkpoint(folder)
+            except ModelError as e:  # a damaged cached copy: say where it is and how to fetch it again
+                from .download import model_folder_name
+
+                raise ModelError(f"{e}: the stock model in {folder} is damaged; fetch it again with "
+                                 f"'fastsep download {model_folder_name(self.spec)} --force'") from None
+            return check_variables(variables, self.config, f"checkpoint {folder}")
         raise ModelError(f"{self.path}: an exported network holds no checkpoint; give a stock name, a checkpoint "
                          "folder or a .safetensors model file")
 
