@@ -88,18 +88,32 @@ def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, n
     return Path(path)
 
 
+# safetensors dtypes that NumPy reads (bf16 and fp8 have no NumPy type)
+_READABLE_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"}
+
+
 def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
-    from safetensors import SafetensorError
+    """(config, variables) of a fastsep model file: the config is validated before any tensor is read."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-        variables = load_file(str(path))
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
+        raise ModelError(f"cannot read fastsep model file {path}: {str(e)[:200]}") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
-    cfg = ModelConfig.from_json(meta["config"])
+    try:
+        cfg = ModelConfig.from_json(meta["config"])
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    unreadable = sorted(dtypes - _READABLE_DTYPES)
+    if unreadable:
+        raise ModelError(f"{path} holds {unreadable[0]} tensors: fastsep model files hold float32 variables")
+    try:
+        variables = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read fastsep model file {path}: {str(e)[:200]}") from None
     return cfg, check_variables(variables, cfg, str(path))
