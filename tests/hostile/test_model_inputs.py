@@ -310,3 +310,125 @@ def test_engine_io_shapes_must_fit_the_pipeline():
         problem = io_mismatch(*args)
         assert problem and "\n" not in problem, case
 
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def synthetic(tmp_path, name="ckpt", **tensors):
+    import crafted_checkpoints as cc
+
+    tensors = tensors or {"a/kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "b/bias": np.ones(4, np.int64)}
+    entries, data = cc.checkpoint_entries(tensors)
+    return cc.write(tmp_path / name, entries, data), entries, data
+
+
+def test_synthetic_checkpoint_round_trip(tmp_path):
+    from fastsep.models.tf_checkpoint import read_checkpoint
+
+    folder, _, _ = synthetic(tmp_path)
+    got = read_checkpoint(folder)
+    np.testing.assert_array_equal(got["a/kernel"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(got["b/bias"], np.ones(4, np.int64))
+
+
+def crafted(tmp_path, name, change_entry, data=None):
+    """A synthetic checkpoint whose first variable's entry fields went through change_entry."""
+    import crafted_checkpoints as cc
+
+    _, entries, good_data = synthetic(tmp_path, name + "-src")
+    entries[0] = (entries[0][0], change_entry(entries[0][1]))
+    return cc.write(tmp_path / name, entries, good_data if data is None else data)
+
+
+def replace_field(fields, number, wire, value):
+    return [(f, wire, value) if f == number else (f, w, v) for f, w, v in fields]
+
+
+def test_crafted_checkpoint_entries_are_model_errors(tmp_path):
+    import crafted_checkpoints as cc
+    from fastsep.models.tf_checkpoint import read_checkpoint
+
+    cases = {
+        "shape as an integer": (lambda f: replace_field(f, 2, 0, 6), "wire type"),
+        "shard as bytes": (lambda f: replace_field(f, 3, 2, b"\x01"), "wire type"),
+        "crc as bytes": (lambda f: replace_field(f, 6, 2, b"abcd"), "wire type"),
+        "dimension product wraps in int64": (lambda f: replace_field(replace_field(f, 2, 2, cc.shape_proto(
+            [2**62, 4])), 5, 0, 0), "dimension"),
+        "negative dimension": (lambda f: replace_field(f, 2, 2, cc.shape_proto([2**64 - 1, 2**64 - 6])),
+                               "dimension"),
+        "dimension as bytes": (lambda f: replace_field(f, 2, 2, cc.proto([(2, 2, cc.proto([(1, 2, b"x")]))])),
+                               "not an integer"),
+        "shard past the shard count": (lambda f: replace_field(f, 3, 0, 7), "shard 7 of 1"),
+        "unknown dtype": (lambda f: replace_field(f, 1, 0, 2**40), "unsupported dtype"),
+        "size beyond the data": (lambda f: replace_field(replace_field(f, 2, 2, cc.shape_proto([2**20])), 5, 0,
+                                                         2**22), "truncated"),
+        "offset beyond the data": (lambda f: replace_field(f, 4, 0, 2**63), "truncated"),
+    }
+    for case, (change, words) in cases.items():
+        with pytest.raises(ModelError) as error:
+            read_checkpoint(crafted(tmp_path, case.replace(" ", "_"), change))
+        assert words in one_line(error), case
+
+
+def test_checkpoint_variables_may_not_claim_the_same_bytes_twice(tmp_path):
+    import crafted_checkpoints as cc
+    from fastsep.models.tf_checkpoint import read_checkpoint
+
+    # 1000 names for one 4 MB region would be 4 GB of arrays from a 4 MB file
+    raw = np.zeros(1 << 20, np.float32).tobytes()
+    fields = cc.entry_fields(1, [1 << 20], 0, len(raw))
+    folder = cc.write(tmp_path / "aliased", [(f"v{i:04d}".encode(), fields) for i in range(1000)], raw)
+    with pytest.raises(ModelError) as error:
+        read_checkpoint(folder)
+    assert "claim more bytes" in one_line(error)
+
+
+def test_empty_data_file_of_the_real_checkpoint(checkpoint_2stems, tmp_path):
+    from fastsep.models.tf_checkpoint import read_checkpoint
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "model.index").write_bytes((checkpoint_2stems / "model.index").read_bytes())
+    (folder / "model.data-00000-of-00001").write_bytes(b"")
+    with pytest.raises(ModelError) as error:
+        read_checkpoint(folder)
+    assert "is empty" in one_line(error)
+
+
+def test_index_parsing_stays_linear(tmp_path):
+    """Each case used to cost time quadratic in its size: a 400 kB varint, one block listed many times, a long
+    key shared by every entry. Each is now refused on sight."""
+    import crafted_checkpoints as cc
+    from fastsep.models.tf_checkpoint import read_checkpoint
+
+    folder, _, _ = synthetic(tmp_path, "long_varint")
+    (folder / "model.index").write_bytes(cc.table([(b"", b"\xff" * 400_000 + b"\x01")]))
+    with pytest.raises(ModelError) as error:
+        read_checkpoint(folder)
+    assert "longer than 64 bits" in one_line(error)
+
+    body = cc.block([(b"", cc.proto([(1, 0, 1)]))])
+    handle = cc.varint(0) + cc.varint(len(body) - 5)
+    index_block = cc.block([(f"k{i:05d}".encode(), handle) for i in range(2000)])
+    footer = (cc.varint(0) + cc.varint(0) + cc.varint(len(body)) + cc.varint(len(index_block) - 5)).ljust(40, b"\0")
+    (folder / "model.index").write_bytes(body + index_block + footer + struct.pack("<Q", cc.MAGIC))
+    with pytest.raises(ModelError) as error:
+        read_checkpoint(folder)
+    assert "overlap" in one_line(error)
+
+    long_key = cc.varint(0) + cc.varint(4000) + cc.varint(0) + b"k" * 4000
+    blk = long_key + struct.pack("<II", 0, 1) + b"\0" * 5
+    footer = (cc.varint(0) + cc.varint(0) + cc.varint(0) + cc.varint(len(blk) - 5)).ljust(40, b"\0")
+    (folder / "model.index").write_bytes(blk + footer + struct.pack("<Q", cc.MAGIC))
+    with pytest.raises(ModelError) as error:
+        read_checkpoint(folder)
+    assert "malformed block entry" in one_line(error)
+
+
+def test_hostile_checkpoint_file_falls_back_to_the_index(checkpoint_2stems, tmp_path):
+    from fastsep.models.tf_checkpoint import checkpoint_prefix
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "model.index").write_bytes(b"")
+    (folder / "checkpoint").write_text(f'model_checkpoint_path: "/{"x" * 5000}"\n')
+    assert checkpoint_prefix(folder) == folder / "model"
