@@ -92,6 +92,12 @@ def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, n
 _READABLE_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"}
 
 
+def _reason(error: Exception) -> str:
+    """safetensors' message, made one printable line (it may quote the file's own bytes)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(error))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
     """(config, variables) of a fastsep model file: the config is validated before any tensor is read."""
     from safetensors import SafetensorError, safe_open
@@ -102,7 +108,7 @@ def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.
             meta = f.metadata() or {}
             dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {str(e)[:200]}") from None
+        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
     try:
@@ -115,5 +121,5 @@ def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.
     try:
         variables = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {str(e)[:200]}") from None
+        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
     return cfg, check_variables(variables, cfg, str(path))
