@@ -132,8 +132,10 @@ def _header_problem(h: dict) -> Optional[str]:
     if not isinstance(built_for, dict):
         return "built_for must be an object"
     targets, gpu = built_for.get("targets", []), built_for.get("build_gpu")
-    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)) or not isinstance(gpu, (str, type(None))):
-        return "built_for must name its targets and GPU as strings"
+    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        return "built_for must name its targets as strings"
+    if not isinstance(gpu, (str, type(None))):
+        return "built_for must name its build GPU as a string"
     if not isinstance(h.get("io", {}), dict):
         return "io must be an object"
     return None
@@ -144,7 +146,8 @@ def _check_header(raw, path: Path) -> dict:
     if not isinstance(raw, dict):
         raise ModelError(f"{path}: corrupt fastsep engine header (not a JSON object)")
     if raw.get("format") != FORMAT:
-        raise ModelError(f"{path}: engine format {str(raw.get('format'))[:40]!r} is not {FORMAT} (rebuild it)")
+        shown = raw.get("format") if isinstance(raw.get("format"), str) else type(raw.get("format")).__name__
+        raise ModelError(f"{path}: engine format {shown[:40]!r} is not {FORMAT} (rebuild it)")
     problem = _header_problem(raw)
     if problem:
         raise ModelError(f"{path}: corrupt fastsep engine header ({problem})")
@@ -224,8 +227,9 @@ def _check_batch(batch: Sequence[int]) -> tuple[int, int, int]:
         lo, opt, hi = (int(b) for b in batch)
     except (TypeError, ValueError):
         raise ModelError(f"batch must be (min, opt, max), got {batch!r}") from None
-    if not 1 <= lo <= opt <= hi:
-        raise ModelError(f"batch (min, opt, max) must satisfy 1 <= min <= opt <= max, got {(lo, opt, hi)}")
+    if not 1 <= lo <= opt <= hi <= MAX_BATCH:
+        raise ModelError(f"batch (min, opt, max) must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}, "
+                         f"got {(lo, opt, hi)}")
     return lo, opt, hi
 
 

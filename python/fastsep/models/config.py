@@ -149,7 +149,8 @@ def from_spleeter_params(params: Any, name: str) -> ModelConfig:
     elif mtype in ("unet.softmax_unet", "softmax_unet"):
         model_type = "softmax_unet"
     else:
-        raise ModelError(f"model type {_short(mtype)} in {name} is not supported (only unet.unet and unet.softmax_unet)")
+        raise ModelError(f"model type {_short(mtype)} in {name} is not supported "
+                         "(only unet.unet and unet.softmax_unet)")
     mparams = _section(model, "params", name)
     if "instrument_list" not in params:
         raise ModelError(f"config {name}: no instrument_list")
