@@ -22,12 +22,13 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import MissingDependencyError, ModelError
-from .models.config import ModelConfig
+from .models.config import ModelConfig, parse_json
 from .models.files import atomic_path
 from .models.onnx_export import INPUT, OUTPUT
 
@@ -103,6 +104,60 @@ def write_engine_file(path: Path, header: dict, engine: bytes) -> Path:
     return path
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_BATCH = 4096
+
+
+def _header_problem(h: dict) -> Optional[str]:
+    """What is wrong with the fields of a header whose format is FORMAT (None when nothing)."""
+    batch = h.get("batch")
+    built_for = h.get("built_for", {})
+    if h.get("precision") not in ("fp16", "fp32"):
+        return "precision must be fp16 or fp32"
+    if h.get("flavour") not in FLAVOURS:
+        return f"flavour must be {' or '.join(FLAVOURS)}"
+    if not isinstance(h.get("trt_version"), str) or not 0 < len(h["trt_version"]) <= 64:
+        return "trt_version must be a version string"
+    if not (isinstance(batch, list) and len(batch) == 3 and all(type(b) is int for b in batch)
+            and 1 <= batch[0] <= batch[1] <= batch[2] <= MAX_BATCH):
+        return f"batch must be [min, opt, max] with 1 <= min <= opt <= max <= {MAX_BATCH}"
+    if (h.get("input"), h.get("output")) != (INPUT, OUTPUT):
+        return f"I/O tensors must be {INPUT!r} and {OUTPUT!r}"
+    if h.get("io_dtype", "float32") != "float32":
+        return "io_dtype must be float32"
+    if type(h.get("engine_bytes")) is not int or h["engine_bytes"] < 0:
+        return "engine_bytes must be a non-negative integer"
+    if not isinstance(h.get("engine_sha256"), str) or not _SHA256.fullmatch(h["engine_sha256"]):
+        return "engine_sha256 must be 64 hex digits"
+    if not isinstance(built_for, dict):
+        return "built_for must be an object"
+    targets, gpu = built_for.get("targets", []), built_for.get("build_gpu")
+    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        return "built_for must name its targets as strings"
+    if not isinstance(gpu, (str, type(None))):
+        return "built_for must name its build GPU as a string"
+    if not isinstance(h.get("io", {}), dict):
+        return "io must be an object"
+    return None
+
+
+def _check_header(raw, path: Path) -> dict:
+    """The header with its config as a ModelConfig; ModelError (one line) for any field of the wrong kind."""
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: corrupt fastsep engine header (not a JSON object)")
+    if raw.get("format") != FORMAT:
+        shown = raw.get("format") if isinstance(raw.get("format"), str) else type(raw.get("format")).__name__
+        raise ModelError(f"{path}: engine format {shown[:40]!r} is not {FORMAT} (rebuild it)")
+    problem = _header_problem(raw)
+    if problem:
+        raise ModelError(f"{path}: corrupt fastsep engine header ({problem})")
+    try:
+        config = ModelConfig.from_dict(raw.get("config"))
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    return dict(raw, config=config)
+
+
 def read_engine_header(path: str | os.PathLike) -> tuple[dict, int]:
     """(header, offset of the engine bytes); ModelError for anything that is not a complete fastsep engine."""
     path = Path(path)
@@ -122,19 +177,11 @@ def read_engine_header(path: str | os.PathLike) -> tuple[dict, int]:
         raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
     if len(blob) != n:
         raise ModelError(f"{path} is truncated (header incomplete)")
-    try:
-        header = json.loads(blob.decode("utf-8"))
-        if header.get("format") != FORMAT:
-            raise ModelError(f"{path}: engine format {header.get('format')!r} is not {FORMAT} (rebuild it)")
-        header["config"] = ModelConfig.from_json(json.dumps(header["config"]))
-        engine_bytes = int(header["engine_bytes"])
-    except ModelError:
-        raise
-    except (ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{path}: corrupt fastsep engine header ({e})") from None
+    header = _check_header(parse_json(blob, f"{path}: corrupt fastsep engine header"), path)
     offset = 12 + n
-    if size - offset != engine_bytes:
-        raise ModelError(f"{path} is truncated or damaged: {size - offset} engine bytes, expected {engine_bytes}")
+    if size - offset != header["engine_bytes"]:
+        raise ModelError(f"{path} is truncated or damaged: {size - offset} engine bytes, expected "
+                         f"{header['engine_bytes']}")
     return header, offset
 
 
@@ -182,8 +229,9 @@ def _check_batch(batch: Sequence[int]) -> tuple[int, int, int]:
         lo, opt, hi = (int(b) for b in batch)
     except (TypeError, ValueError):
         raise ModelError(f"batch must be (min, opt, max), got {batch!r}") from None
-    if not 1 <= lo <= opt <= hi:
-        raise ModelError(f"batch (min, opt, max) must satisfy 1 <= min <= opt <= max, got {(lo, opt, hi)}")
+    if not 1 <= lo <= opt <= hi <= MAX_BATCH:
+        raise ModelError(f"batch (min, opt, max) must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}, "
+                         f"got {(lo, opt, hi)}")
     return lo, opt, hi
 
 

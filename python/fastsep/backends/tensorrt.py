@@ -33,6 +33,33 @@ def _validity(trt, runtime, engine: bytes) -> Optional[str]:
     return None
 
 
+def io_mismatch(engine_input: tuple, engine_output: tuple, profile: tuple[tuple, tuple],
+                net_input: tuple, net_output: tuple) -> Optional[str]:
+    """Why an engine cannot serve a pipeline, from shapes alone (None when it can).
+
+    engine_input/engine_output: the engine's I/O tensor shapes, -1 where dynamic; profile: the (min, max) input
+    shapes of its optimisation profile; net_input (max_batch, 2, T, F) and net_output (max_batch, stems, 2, T, F):
+    the pipeline's buffers. The pipeline runs every batch from 1 to max_batch (a song's last chunk is short).
+    """
+    engine_input, engine_output = tuple(engine_input), tuple(engine_output)
+    lo, hi = (tuple(s) for s in profile)
+    if len(engine_input) != 4 or len(engine_output) != 5:
+        return f"engine I/O shapes {engine_input} -> {engine_output} are not (B, 2, T, F) -> (B, stems, 2, T, F)"
+    if engine_input[1:] != tuple(net_input[1:]) or engine_output[1:] != tuple(net_output[1:]):
+        return (f"engine takes {engine_input[1:]} -> {engine_output[1:]} per segment but the pipeline holds "
+                f"{tuple(net_input[1:])} -> {tuple(net_output[1:])} (another model or config)")
+    max_batch = net_input[0]
+    for batch in (engine_input[0], engine_output[0]):
+        if batch != -1 and not batch == max_batch == 1:
+            return f"engine batch is fixed to {batch}; the pipeline runs batches of 1 to {max_batch}"
+    if len(lo) != 4 or len(hi) != 4 or lo[1:] != engine_input[1:] or hi[1:] != engine_input[1:]:
+        return f"engine profile {lo}..{hi} does not match its input {engine_input}"
+    if lo[0] > 1 or hi[0] < max_batch:
+        return (f"engine batch profile {lo[0]}..{hi[0]} cannot serve chunks of 1..{max_batch} segments: rebuild "
+                "with min 1 and max >= the pipeline's max_batch")
+    return None
+
+
 class TensorRTRunner:
     """A fastsep engine file on the GPU: magnitudes (B, 2, T, F) -> estimates (B, stems, 2, T, F), float32."""
 
@@ -78,11 +105,10 @@ class TensorRTRunner:
         cfg = self.config
         if np.dtype(pipeline.dtype) != np.float32:
             raise FastsepError("fastsep engines have float32 I/O: make the pipeline with dtype float32")
-        if (pipeline.n_stems, pipeline.F, pipeline.T) != (cfg.n_stems, cfg.F, cfg.T):
-            raise FastsepError("pipeline and engine configurations differ")
-        if pipeline.max_batch > self.batch[2] or self.batch[0] != 1:
-            raise FastsepError(f"engine batch profile {self.batch} cannot serve chunks of 1..{pipeline.max_batch} "
-                               "segments: rebuild with min 1 and max >= the pipeline's max_batch")
+        problem = io_mismatch(self._shape(self.input), self._shape(self.output), self._profile(),
+                              pipeline.net_input_shape(), pipeline.net_output_shape())
+        if problem:
+            raise ModelError(f"{self.path}: {problem}")
         context = self._context(pipeline.stream)
         if not (context.set_tensor_address(self.input, pipeline.net_input.ptr)
                 and context.set_tensor_address(self.output, pipeline.net_output.ptr)):
@@ -100,6 +126,16 @@ class TensorRTRunner:
                 raise FastsepError("TensorRT failed to enqueue the engine")
 
         pipeline.set_network(network)
+
+    def _shape(self, name: str) -> tuple:
+        return tuple(int(d) for d in self.engine.get_tensor_shape(name))
+
+    def _profile(self) -> tuple[tuple, tuple]:
+        """(min, max) input shapes of the engine's first optimisation profile (its fixed shape when it has none)."""
+        if self.engine.num_optimization_profiles == 0:
+            return self._shape(self.input), self._shape(self.input)
+        lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
+        return tuple(int(d) for d in lo), tuple(int(d) for d in hi)
 
     def _context(self, stream: int):
         context = self._contexts.get(int(stream))

@@ -153,7 +153,10 @@ def read_metadata(model) -> tuple[ModelConfig, str]:
     props = {p.key: p.value for p in model.metadata_props}
     if "fastsep_config" not in props:
         raise ModelError("this ONNX file was not exported by fastsep (no fastsep_config in its metadata)")
-    return ModelConfig.from_json(props["fastsep_config"]), props.get("fastsep_precision", "fp32")
+    precision = props.get("fastsep_precision", "fp32")
+    if precision not in ("fp32", "fp16"):
+        raise ModelError(f"fastsep_precision {precision[:40]!r} in the ONNX metadata is not fp32 or fp16")
+    return ModelConfig.from_json(props["fastsep_config"]), precision
 
 
 def export_onnx(model: str | os.PathLike, output: str | os.PathLike, precision: str = "fp32",
@@ -184,7 +187,10 @@ def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: 
         proto = onnx.load(str(path), load_external_data=load_weights)
     except Exception as e:  # protobuf's DecodeError and friends
         raise ModelError(f"cannot read ONNX file {path}: {e}") from None
-    cfg, precision = read_metadata(proto)
+    try:
+        cfg, precision = read_metadata(proto)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
     if config is not None:
         new = configs.load(config)
         if (new.instruments, new.model_type, new.conv_n_filters) != (cfg.instruments, cfg.model_type,

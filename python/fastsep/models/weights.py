@@ -88,6 +88,16 @@ def save_model(path: str | os.PathLike, cfg: ModelConfig, variables: dict[str, n
     return Path(path)
 
 
+# safetensors dtypes that NumPy reads (bf16 and fp8 have no NumPy type)
+_READABLE_DTYPES = {"F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"}
+
+
+def _reason(error: Exception) -> str:
+    """safetensors' message, made one printable line (it may quote the file's own bytes)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(error))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
     """The config stored in a fastsep model file, without reading its weights."""
     from safetensors import SafetensorError, safe_open
@@ -98,26 +108,36 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
+        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
     return _stored_config(meta, path)
 
 
 def _stored_config(meta: dict, path) -> ModelConfig:
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ModelError(f"{path} is a safetensors file but not a fastsep model (no fastsep config in its metadata)")
-    return ModelConfig.from_json(meta["config"])
+    try:
+        return ModelConfig.from_json(meta["config"])
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.ndarray]]:
-    from safetensors import SafetensorError
+    """(config, variables) of a fastsep model file: the config is validated before any tensor is read."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
+    cfg = _stored_config(meta, path)
+    unreadable = sorted(dtypes - _READABLE_DTYPES)
+    if unreadable:
+        raise ModelError(f"{path} holds {unreadable[0]} tensors: fastsep model files hold float32 variables")
+    try:
         variables = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {e}") from None
-    cfg = _stored_config(meta, path)
+        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
     return cfg, check_variables(variables, cfg, str(path))
