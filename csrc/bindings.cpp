@@ -560,8 +560,9 @@ py::array_t<std::complex<float>> apply_masks(f32_array est, c64_array spectrum, 
 
 // frames (S, 2, count, row_stride): unnormalised inverse FFTs; out (S, out_len, 2) holds original samples
 // [out_origin, out_origin + out_len); returns the new tail (S, 2, N - H)
-py::array_t<float> overlap_add(f32_array frames, int64_t first_frame, int64_t frame_len, int64_t hop, f32_array tail_in,
-                               py::array_t<float, py::array::c_style> out, int64_t out_origin, int64_t L) {
+py::array_t<float> overlap_add(f32_array frames, int64_t first_frame, int64_t frame_len, int64_t hop,
+                               f32_array tail_in, py::array_t<float, py::array::c_style> out, int64_t out_origin,
+                               int64_t L) {
     require_shape(frames, {-1, 2, -1, -1}, "frames");
     const int N = frame_length(frame_len), H = frame_step(hop, N);
     const int S = to_int("stems", frames.shape(0), 1, fastsep::kMaxStems);

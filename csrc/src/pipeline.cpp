@@ -1,6 +1,7 @@
 #include "fastsep/pipeline.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -51,6 +52,8 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     require_range("F", cfg_.F, 1, cfg_.frame_length / 2 + 1);
     require_range("T", cfg_.T, 1, std::numeric_limits<int>::max());
     require_range("max_batch", cfg_.max_batch, 1, std::numeric_limits<int>::max());
+    FASTSEP_REQUIRE(std::isfinite(cfg_.separation_exponent) && cfg_.separation_exponent > 0,
+                    "separation_exponent must be a positive number");
     FASTSEP_REQUIRE(cfg_.mask_extension == dsp::MaskExtension::Zeros ||
                         cfg_.mask_extension == dsp::MaskExtension::Average,
                     "mask_extension must be zeros or average");
