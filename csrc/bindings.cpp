@@ -14,6 +14,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "fastsep/dsp_math.cuh"
 #include "fastsep/error.hpp"
 #include "fastsep/pipeline.hpp"
+#include "fastsep/sizes.hpp"
 
 #if defined(FASTSEP_HOST_DSP_MODULE)
 #include "fastsep/host_dsp.hpp"
@@ -46,6 +48,12 @@ void require_shape(const py::array& a, std::vector<int64_t> shape, const char* n
         for (std::size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
         throw InvalidArgument(std::string(name) + ": expected shape " + want + ")");
     }
+}
+
+// A Python integer narrowed to int within [lo, hi]: a one-line ValueError instead of an overflow or a division by
+// zero further down.
+int to_int(const char* name, int64_t value, int64_t lo = 1, int64_t hi = std::numeric_limits<int>::max()) {
+    return static_cast<int>(fastsep::require_range(name, value, lo, hi));
 }
 
 dsp::MaskExtension parse_extension(const std::string& s) {
@@ -128,6 +136,9 @@ void dlpack_capsule_destructor(PyObject* capsule) {
         if (t && t->deleter) t->deleter(t);
     }
 }
+
+// a batch size from Python: in [1, max_batch]
+int checked_batch(const fastsep::Pipeline& p, int64_t batch) { return to_int("batch", batch, 1, p.config().max_batch); }
 
 py::object to_dlpack(const DeviceArray& a) {
     auto* ctx = new DlpackContext{a.buffer, a.shape, std::vector<int64_t>(a.shape.size()), {}};
@@ -226,15 +237,11 @@ void separate(fastsep::Pipeline& p, std::uintptr_t x_ptr, int64_t samples, bool 
 // A float32 NumPy array in page-locked memory from the pinned pool: the device DMAs into it, and the block goes
 // back to the pool when the array (and every view of it) is gone; no Pipeline needs to be alive.
 py::array empty_pinned(const std::vector<int64_t>& shape) {
-    int64_t n = 1;
-    for (auto s : shape) {
-        if (s < 0) throw InvalidArgument("negative dimension");
-        n *= s;
-    }
+    const std::size_t bytes = fastsep::buffer_bytes("empty_pinned shape", sizeof(float), shape);
     fastsep::PinnedPool::Handle block;
     {
         py::gil_scoped_release nogil;  // cudaMallocHost may take a while
-        block = fastsep::PinnedPool::instance().acquire(static_cast<std::size_t>(n) * sizeof(float));
+        block = fastsep::PinnedPool::instance().acquire(bytes);
     }
     void* data = block->ptr;
     auto* owner = new fastsep::PinnedPool::Handle(std::move(block));
@@ -244,7 +251,7 @@ py::array empty_pinned(const std::vector<int64_t>& shape) {
 }
 
 bool page_locked_range(std::uintptr_t ptr, std::size_t bytes) {
-    if (!ptr) return false;
+    if (!ptr || (bytes > 1 && bytes - 1 > std::numeric_limits<std::uintptr_t>::max() - ptr)) return false;
     const char* p = reinterpret_cast<const char*>(ptr);
     return fastsep::is_page_locked(p) && (bytes <= 1 || fastsep::is_page_locked(p + bytes - 1));
 }
@@ -289,11 +296,11 @@ static void bind_pipeline(py::module_& m) {
                             "float32 device array owned by fastsep (CUDA array interface, DLPack)")
         .def(py::init([](std::vector<int64_t> shape) {
                  DeviceArray a;
+                 // checked: size(), nbytes, the DLPack strides and to_numpy's shape cannot overflow afterwards
+                 const std::size_t bytes = fastsep::buffer_bytes("DeviceArray shape", 4, shape);
                  a.shape = std::move(shape);
-                 for (auto s : a.shape)
-                     if (s < 0) throw InvalidArgument("negative dimension");
                  FASTSEP_CHECK(cudaGetDevice(&a.device));
-                 a.buffer = std::make_shared<fastsep::DeviceBuffer>(static_cast<std::size_t>(a.size()) * 4);
+                 a.buffer = std::make_shared<fastsep::DeviceBuffer>(bytes);
                  return a;
              }),
              py::arg("shape"))
@@ -335,14 +342,15 @@ static void bind_pipeline(py::module_& m) {
         });
 
     py::class_<fastsep::Pipeline>(m, "Pipeline", py::module_local())
-        .def(py::init([](int n_stems, int F, int T, int frame_length, int frame_step, float separation_exponent,
-                         const std::string& mask_extension, const std::string& dtype, int max_batch) {
-                 fastsep::PipelineConfig c;
-                 c.n_stems = n_stems;
-                 c.F = F;
-                 c.T = T;
-                 c.frame_length = frame_length;
-                 c.frame_step = frame_step;
+        .def(py::init([](int64_t n_stems, int64_t F, int64_t T, int64_t frame_length, int64_t frame_step,
+                         float separation_exponent, const std::string& mask_extension, const std::string& dtype,
+                         int64_t max_batch) {
+                 fastsep::PipelineConfig c;  // the Pipeline checks the ranges; here only that they fit an int
+                 c.n_stems = to_int("n_stems", n_stems, 1);
+                 c.F = to_int("F", F, 1);
+                 c.T = to_int("T", T, 1);
+                 c.frame_length = to_int("frame_length", frame_length, 1);
+                 c.frame_step = to_int("frame_step", frame_step, 1);
                  c.separation_exponent = separation_exponent;
                  c.mask_extension = parse_extension(mask_extension);
                  if (dtype == "float32")
@@ -351,7 +359,7 @@ static void bind_pipeline(py::module_& m) {
                      c.dtype = fastsep::NetDType::Float16;
                  else
                      throw InvalidArgument("dtype must be 'float32' or 'float16', got '" + dtype + "'");
-                 c.max_batch = max_batch;
+                 c.max_batch = to_int("max_batch", max_batch, 1);
                  return std::make_unique<fastsep::Pipeline>(c);
              }),
              py::arg("n_stems"), py::arg("F"), py::arg("T") = 512, py::arg("frame_length") = 4096,
@@ -380,21 +388,26 @@ static void bind_pipeline(py::module_& m) {
         .def_property_readonly("net_output_ptr", [](const fastsep::Pipeline& p) {
             return reinterpret_cast<std::uintptr_t>(p.net_output());
         })
-        .def("net_input_shape", [](const fastsep::Pipeline& p, int b) { return to_tuple(p.net_input_shape(b)); },
+        .def("net_input_shape",
+             [](const fastsep::Pipeline& p, int64_t b) { return to_tuple(p.net_input_shape(checked_batch(p, b))); },
              py::arg("batch"))
-        .def("net_output_shape", [](const fastsep::Pipeline& p, int b) { return to_tuple(p.net_output_shape(b)); },
+        .def("net_output_shape",
+             [](const fastsep::Pipeline& p, int64_t b) { return to_tuple(p.net_output_shape(checked_batch(p, b))); },
              py::arg("batch"))
         .def_property_readonly("device_bytes", &fastsep::Pipeline::device_bytes)
         .def("segments_for", &fastsep::Pipeline::segments_for, py::arg("samples"))
         .def("use_known_network", &fastsep::Pipeline::use_known_network, py::arg("a"), py::arg("b"))
         .def("clear_known_network", &fastsep::Pipeline::clear_known_network)
-        .def("run_known_network", &fastsep::Pipeline::run_known_network, py::arg("batch"))
+        .def("run_known_network",
+             [](fastsep::Pipeline& p, int64_t batch) { p.run_known_network(checked_batch(p, batch)); },
+             py::arg("batch"))
         .def("synchronize", [](const fastsep::Pipeline& p) {
             py::gil_scoped_release nogil;
             p.synchronize();
         })
         .def("copy_net_input_to_host",
-             [](fastsep::Pipeline& p, int batch) -> py::array {
+             [](fastsep::Pipeline& p, int64_t b) -> py::array {
+                 const int batch = checked_batch(p, b);  // before the array is allocated
                  auto shape = p.net_input_shape(batch);
                  std::vector<py::ssize_t> s(shape.begin(), shape.end());
                  py::array out(p.config().dtype == fastsep::NetDType::Float16 ? py::dtype("float16")
@@ -412,8 +425,7 @@ static void bind_pipeline(py::module_& m) {
                      throw InvalidArgument(std::string("net output must be a C-contiguous ") +
                                            (half ? "float16" : "float32") + " array");
                  require_shape(c, {-1, p.config().n_stems, 2, p.config().T, p.config().F}, "net_output");
-                 const int batch = static_cast<int>(c.shape(0));
-                 p.copy_net_output_from_host(c.data(), batch);
+                 p.copy_net_output_from_host(c.data(), checked_batch(p, c.shape(0)));
              },
              py::arg("estimates"))
         .def("separate", &separate, py::arg("x_ptr"), py::arg("samples"), py::arg("x_on_device"), py::arg("out_ptr"),
@@ -445,7 +457,29 @@ static void bind_pipeline(py::module_& m) {
 
 namespace {
 
-py::array_t<float> windows(int N, bool synthesis) {
+using fastsep::buffer_bytes;
+using fastsep::kMaxFrameLength;
+using fastsep::kMaxSamples;
+using fastsep::require_range;
+using fastsep::require_samples;
+
+int frame_length(int64_t N) { return to_int("N", N, 1, kMaxFrameLength); }
+int frame_step(int64_t H, int N) { return to_int("H", H, 1, N); }
+// a dimension of an array argument, as the int of the DSP argument structs
+int dim(const py::array& a, int axis, const char* name) { return to_int(name, a.shape(axis), 0); }
+
+int64_t n_frames(int64_t samples, int64_t N, int64_t H) {
+    const int n = frame_length(N);
+    return dsp::n_frames(require_samples("samples", samples), n, frame_step(H, n));
+}
+
+int64_t n_segments(int64_t samples, int64_t T, int64_t N, int64_t H) {
+    const int n = frame_length(N);
+    return dsp::n_segments(require_samples("samples", samples), to_int("T", T), n, frame_step(H, n));
+}
+
+py::array_t<float> windows(int64_t length, bool synthesis) {
+    const int N = frame_length(length);
     py::array_t<float> w(N);
     auto* p = w.mutable_data();
     for (int n = 0; n < N; ++n) p[n] = synthesis ? dsp::synthesis_window(n, N) : dsp::analysis_window(n, N);
@@ -453,10 +487,16 @@ py::array_t<float> windows(int N, bool synthesis) {
 }
 
 // x holds original samples [x_origin, x_origin + len(x)), as the pipeline's staged chunk does
-py::array_t<float> frame_window(f32_array x, int64_t first_frame, int64_t count, int N, int H, int64_t row_stride,
-                                int64_t x_origin) {
+py::array_t<float> frame_window(f32_array x, int64_t first_frame, int64_t count, int64_t frame_len, int64_t hop,
+                                int64_t row_stride, int64_t x_origin) {
     require_shape(x, {-1, 2}, "x");
+    const int N = frame_length(frame_len), H = to_int("H", hop);
     if (row_stride < N) throw InvalidArgument("row_stride must be at least N");
+    buffer_bytes("frames", 4, {2, count, row_stride});
+    // sample positions (first_frame + count) * H and x_origin stay far from int64's ends
+    fastsep::checked_product("frame positions", {require_samples("first_frame", first_frame) + count, int64_t(H)},
+                             kMaxSamples);
+    require_range("x_origin", x_origin, -kMaxSamples, kMaxSamples);
     py::array_t<float> frames({int64_t(2), count, row_stride});
     std::fill(frames.mutable_data(), frames.mutable_data() + frames.size(), 0.0f);
     py::array_t<float> w = windows(N, false);
@@ -467,12 +507,12 @@ py::array_t<float> frame_window(f32_array x, int64_t first_frame, int64_t count,
 }
 
 // spectrum (2, count, R): R complex slots per row (R >= bins)
-py::array_t<float> magnitude(c64_array spectrum, int T, int F) {
+py::array_t<float> magnitude(c64_array spectrum, int64_t segment_frames, int64_t bins_fed) {
     require_shape(spectrum, {2, -1, -1}, "spectrum");
     const int64_t count = spectrum.shape(1);
-    const int R = static_cast<int>(spectrum.shape(2));
+    const int R = dim(spectrum, 2, "spectrum row length");
+    const int T = to_int("T", segment_frames), F = to_int("F", bins_fed, 1, R);
     if (count % T) throw InvalidArgument("frames must be a multiple of T");
-    if (F > R) throw InvalidArgument("F must be at most the number of bins");
     py::array_t<float> out({count / T, int64_t(2), int64_t(T), int64_t(F)});
     dsp::MagnitudeArgs a{reinterpret_cast<const dsp::Complex*>(spectrum.data()), count, R, T, F};
     fastsep::host::magnitude(a, out.mutable_data());
@@ -485,14 +525,15 @@ dsp::MaskArgs<float> mask_args(const f32_array& est, const c64_array& spectrum, 
     require_shape(est, {-1, -1, 2, -1, -1}, "estimates");
     require_shape(spectrum, {2, -1, -1}, "spectrum");
     const int64_t b = est.shape(0);
-    const int S = static_cast<int>(est.shape(1));
-    const int T = static_cast<int>(est.shape(3));
-    const int F = static_cast<int>(est.shape(4));
+    const int S = to_int("stems", est.shape(1), 1, fastsep::kMaxStems);
+    const int T = to_int("T", est.shape(3));
+    const int F = to_int("F", est.shape(4));
     const int64_t count = spectrum.shape(1);
-    const int R = static_cast<int>(spectrum.shape(2));
+    const int R = dim(spectrum, 2, "spectrum row length");
     const int K = bins < 0 ? R : bins;
     if (count != b * T) throw InvalidArgument("spectrum frames must equal segments * T");
     if (K > R || F > K) throw InvalidArgument("need F <= bins <= spectrum row length");
+    buffer_bytes("stems", 8, {S, 2, count, R});
     return dsp::MaskArgs<float>{est.data(), reinterpret_cast<const dsp::Complex*>(spectrum.data()), nullptr, nullptr,
                                 count, S, K, R, T, F, p, dsp::epsilon_over_n(S), parse_extension(ext)};
 }
@@ -519,10 +560,17 @@ py::array_t<std::complex<float>> apply_masks(f32_array est, c64_array spectrum, 
 
 // frames (S, 2, count, row_stride): unnormalised inverse FFTs; out (S, out_len, 2) holds original samples
 // [out_origin, out_origin + out_len); returns the new tail (S, 2, N - H)
-py::array_t<float> overlap_add(f32_array frames, int64_t first_frame, int N, int H, f32_array tail_in,
-                               py::array_t<float, py::array::c_style> out, int64_t out_origin, int64_t L) {
+py::array_t<float> overlap_add(f32_array frames, int64_t first_frame, int64_t frame_len, int64_t hop,
+                               f32_array tail_in, py::array_t<float, py::array::c_style> out, int64_t out_origin,
+                               int64_t L) {
     require_shape(frames, {-1, 2, -1, -1}, "frames");
-    const int S = static_cast<int>(frames.shape(0));
+    const int N = frame_length(frame_len), H = frame_step(hop, N);
+    const int S = to_int("stems", frames.shape(0), 1, fastsep::kMaxStems);
+    // sample positions stay far from int64's ends
+    fastsep::checked_product("frame positions", {require_samples("first_frame", first_frame) + frames.shape(2),
+                                                 int64_t(H)}, kMaxSamples);
+    require_range("out_origin", out_origin, -kMaxSamples, kMaxSamples);
+    require_samples("L", L);
     require_shape(tail_in, {S, 2, N - H}, "tail_in");
     require_shape(out, {S, -1, 2}, "out");
     if (frames.shape(3) < N) throw InvalidArgument("frame rows must hold N samples");
@@ -551,10 +599,12 @@ py::array_t<float> overlap_add(f32_array frames, int64_t first_frame, int N, int
 
 py::array_t<float> known_network(f32_array x, std::vector<float> a, std::vector<float> b) {
     require_shape(x, {-1, 2, -1, -1}, "net_input");
+    if (a.empty() || a.size() > static_cast<std::size_t>(fastsep::kMaxStems) || b.size() != a.size())
+        throw InvalidArgument("a and b need one value per stem");
     const int S = static_cast<int>(a.size());
-    if (S < 1 || b.size() != a.size()) throw InvalidArgument("a and b need one value per stem");
     const int64_t batch = x.shape(0);
-    const int T = static_cast<int>(x.shape(2)), F = static_cast<int>(x.shape(3));
+    const int T = dim(x, 2, "T"), F = dim(x, 3, "F");
+    buffer_bytes("estimates", 4, {batch, S, 2, T, F});
     py::array_t<float> out({batch, int64_t(S), int64_t(2), int64_t(T), int64_t(F)});
     dsp::KnownNetworkArgs<float> k{x.data(), out.mutable_data(), a.data(), b.data(), batch, S, T, F};
     fastsep::host::known_network(k);
@@ -567,11 +617,11 @@ PYBIND11_MODULE(_host_dsp, m) {
     m.doc() = "Host (CPU) build of fastsep's per-element GPU DSP math, for tests against dsp.py";
     register_errors(m);
     m.attr("EPSILON") = dsp::kEpsilon;
-    m.def("n_frames", &dsp::n_frames, py::arg("samples"), py::arg("N") = 4096, py::arg("H") = 1024);
-    m.def("n_segments", &dsp::n_segments, py::arg("samples"), py::arg("T") = 512, py::arg("N") = 4096,
+    m.def("n_frames", &n_frames, py::arg("samples"), py::arg("N") = 4096, py::arg("H") = 1024);
+    m.def("n_segments", &n_segments, py::arg("samples"), py::arg("T") = 512, py::arg("N") = 4096,
           py::arg("H") = 1024);
-    m.def("analysis_window", [](int N) { return windows(N, false); }, py::arg("N"));
-    m.def("synthesis_window", [](int N) { return windows(N, true); }, py::arg("N"));
+    m.def("analysis_window", [](int64_t N) { return windows(N, false); }, py::arg("N"));
+    m.def("synthesis_window", [](int64_t N) { return windows(N, true); }, py::arg("N"));
     m.def("frame_window", &frame_window, py::arg("x"), py::arg("first_frame"), py::arg("count"), py::arg("N"),
           py::arg("H"), py::arg("row_stride"), py::arg("x_origin") = 0,
           "(2, count, row_stride) windowed frames [first_frame, first_frame + count) of x (original samples "

@@ -1,23 +1,59 @@
 #include "fastsep/pipeline.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
+
+#include "fastsep/sizes.hpp"
 
 namespace fastsep {
 
 namespace {
 std::size_t fbytes(int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
+
+// Bytes of every buffer of a configuration, computed with the checks of sizes.hpp before anything is allocated.
+struct BufferSizes {
+    std::size_t window, spectrum, net_input, net_output, mask_mean, stems, tails, chunk_output, chunk_input;
+};
+
+BufferSizes buffer_sizes(const PipelineConfig& c, int64_t row_stride) {
+    const int64_t S = c.n_stems, N = c.frame_length, H = c.frame_step, F = c.F;
+    const int64_t frames = checked_product("max_batch x T", {int64_t(c.max_batch), int64_t(c.T)});
+    const int64_t net = static_cast<int64_t>(net_dtype_bytes(c.dtype));
+    BufferSizes b{};
+    b.window = buffer_bytes("window", 4, {N});
+    b.spectrum = buffer_bytes("spectrum buffer", 4, {2, frames, row_stride});
+    b.net_input = buffer_bytes("network input", net, {frames, 2, F});
+    b.net_output = buffer_bytes("network output", net, {frames, S, 2, F});
+    b.mask_mean = buffer_bytes("mask means", 4, {S, 2, frames});
+    b.stems = buffer_bytes("stems buffer", 4, {S, 2, frames, row_stride});
+    b.tails = buffer_bytes("overlap-add tails", 4, {2, S, 2, N - H});
+    b.chunk_output = buffer_bytes("chunk output", 4, {S, frames, H, 2});
+    // ((B*T - 1)*H + N) samples x 2 channels: frames * H fits, as the chunk output above holds that many
+    b.chunk_input = buffer_bytes("chunk input", 4, {frames * H + N - H, 2});
+    return b;
+}
+
+std::string describe(const PipelineConfig& c) {
+    return "Pipeline(n_stems=" + std::to_string(c.n_stems) + ", F=" + std::to_string(c.F) +
+           ", T=" + std::to_string(c.T) + ", frame_length=" + std::to_string(c.frame_length) +
+           ", frame_step=" + std::to_string(c.frame_step) + ", max_batch=" + std::to_string(c.max_batch) + ")";
+}
 }  // namespace
 
 Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
-    FASTSEP_REQUIRE(cfg_.n_stems >= 1, "n_stems must be at least 1");
-    FASTSEP_REQUIRE(cfg_.frame_length > 0 && cfg_.frame_length % 2 == 0, "frame_length must be positive and even");
+    require_range("n_stems", cfg_.n_stems, 1, kMaxStems);
+    require_range("frame_length", cfg_.frame_length, 2, kMaxFrameLength);
+    FASTSEP_REQUIRE(cfg_.frame_length % 2 == 0, "frame_length must be even");
     FASTSEP_REQUIRE(cfg_.frame_step > 0 && cfg_.frame_length % cfg_.frame_step == 0,
                     "frame_length must be a positive multiple of frame_step");
-    FASTSEP_REQUIRE(cfg_.F >= 1 && cfg_.F <= cfg_.frame_length / 2 + 1, "F must be in [1, frame_length/2 + 1]");
-    FASTSEP_REQUIRE(cfg_.T >= 1, "T must be at least 1");
-    FASTSEP_REQUIRE(cfg_.max_batch >= 1, "max_batch must be at least 1");
+    require_range("F", cfg_.F, 1, cfg_.frame_length / 2 + 1);
+    require_range("T", cfg_.T, 1, std::numeric_limits<int>::max());
+    require_range("max_batch", cfg_.max_batch, 1, std::numeric_limits<int>::max());
+    FASTSEP_REQUIRE(std::isfinite(cfg_.separation_exponent) && cfg_.separation_exponent > 0,
+                    "separation_exponent must be a positive number");
     FASTSEP_REQUIRE(cfg_.mask_extension == dsp::MaskExtension::Zeros ||
                         cfg_.mask_extension == dsp::MaskExtension::Average,
                     "mask_extension must be zeros or average");
@@ -29,29 +65,41 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     B_ = cfg_.max_batch;
     R_ = K_ + (K_ % 2);
     row_stride_ = 2 * static_cast<int64_t>(R_);
-    FASTSEP_CHECK(cudaGetDevice(&device_));
 
-    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
-    const std::size_t net = net_dtype_bytes(cfg_.dtype);
+    BufferSizes bytes;
+    try {
+        bytes = buffer_sizes(cfg_, row_stride_);
+    } catch (const InvalidArgument& e) {
+        throw InvalidArgument(describe(cfg_) + ": " + e.what());
+    }
+    input_bytes_ = bytes.chunk_input;
+    output_bytes_ = bytes.chunk_output;
+    FASTSEP_CHECK(cudaGetDevice(&device_));
 
     std::vector<float> win(N_), syn(N_);
     for (int n = 0; n < N_; ++n) {
         win[n] = dsp::analysis_window(n, N_);
         syn[n] = dsp::synthesis_window(n, N_);
     }
-    analysis_window_ = DeviceBuffer(fbytes(N_));
-    synthesis_window_ = DeviceBuffer(fbytes(N_));
-    FASTSEP_CHECK(cudaMemcpy(analysis_window_.data(), win.data(), fbytes(N_), cudaMemcpyHostToDevice));
-    FASTSEP_CHECK(cudaMemcpy(synthesis_window_.data(), syn.data(), fbytes(N_), cudaMemcpyHostToDevice));
+    analysis_window_ = DeviceBuffer(bytes.window);
+    synthesis_window_ = DeviceBuffer(bytes.window);
+    FASTSEP_CHECK(cudaMemcpy(analysis_window_.data(), win.data(), bytes.window, cudaMemcpyHostToDevice));
+    FASTSEP_CHECK(cudaMemcpy(synthesis_window_.data(), syn.data(), bytes.window, cudaMemcpyHostToDevice));
 
-    spectrum_ = DeviceBuffer(fbytes(2 * frames * row_stride_));
-    net_input_ = DeviceBuffer(static_cast<std::size_t>(frames) * 2 * cfg_.F * net);
-    net_output_ = DeviceBuffer(static_cast<std::size_t>(frames) * S_ * 2 * cfg_.F * net);
-    if (cfg_.mask_extension == dsp::MaskExtension::Average) mask_mean_ = DeviceBuffer(fbytes(int64_t(S_) * 2 * frames));
-    stems_ = DeviceBuffer(fbytes(int64_t(S_) * 2 * frames * row_stride_));
-    tails_ = DeviceBuffer(fbytes(2 * int64_t(S_) * 2 * (N_ - H_)));
-    known_ab_ = DeviceBuffer(fbytes(2 * S_));
+    spectrum_ = DeviceBuffer(bytes.spectrum);
+    net_input_ = DeviceBuffer(bytes.net_input);
+    net_output_ = DeviceBuffer(bytes.net_output);
+    if (cfg_.mask_extension == dsp::MaskExtension::Average) mask_mean_ = DeviceBuffer(bytes.mask_mean);
+    stems_ = DeviceBuffer(bytes.stems);
+    tails_ = DeviceBuffer(bytes.tails);
+    known_ab_ = DeviceBuffer(fbytes(2 * int64_t(S_)));
     plans_for(B_);  // the largest plans first: their work area is the one to allocate
+}
+
+void Pipeline::require_batch(int batch) const { require_range("batch", batch, 1, B_); }
+
+int64_t Pipeline::segments_for(int64_t samples) const {
+    return dsp::n_segments(require_samples("samples", samples), cfg_.T, N_, H_);
 }
 
 void Pipeline::set_work_area(std::size_t bytes) {
@@ -95,20 +143,16 @@ Pipeline::Plans& Pipeline::plans_for(int batch) {
 }
 
 void Pipeline::ensure_host_input(bool staged) {
-    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
-    const std::size_t bytes = fbytes(2 * ((frames - 1) * H_ + N_));
     for (int i = 0; i < 2; ++i) {
-        if (!input_[i].data()) input_[i] = DeviceBuffer(bytes);
-        if (staged && !pinned_in_[i].data()) pinned_in_[i] = PinnedBuffer(bytes);
+        if (!input_[i].data()) input_[i] = DeviceBuffer(input_bytes_);
+        if (staged && !pinned_in_[i].data()) pinned_in_[i] = PinnedBuffer(input_bytes_);
     }
 }
 
 void Pipeline::ensure_host_output(bool staged) {
-    const int64_t frames = static_cast<int64_t>(B_) * cfg_.T;
-    const std::size_t bytes = fbytes(int64_t(S_) * frames * H_ * 2);
     for (int i = 0; i < 2; ++i) {
-        if (!out_chunk_[i].data()) out_chunk_[i] = DeviceBuffer(bytes);
-        if (staged && !pinned_out_[i].data()) pinned_out_[i] = PinnedBuffer(bytes);
+        if (!out_chunk_[i].data()) out_chunk_[i] = DeviceBuffer(output_bytes_);
+        if (staged && !pinned_out_[i].data()) pinned_out_[i] = PinnedBuffer(output_bytes_);
     }
 }
 
@@ -119,20 +163,20 @@ void Pipeline::use_known_network(const std::vector<float>& a, const std::vector<
     std::vector<float> ab(a);
     ab.insert(ab.end(), b.begin(), b.end());
     stream_.synchronize();
-    FASTSEP_CHECK(cudaMemcpy(known_ab_.data(), ab.data(), fbytes(2 * S_), cudaMemcpyHostToDevice));
+    FASTSEP_CHECK(cudaMemcpy(known_ab_.data(), ab.data(), known_ab_.bytes(), cudaMemcpyHostToDevice));
     known_ = true;
 }
 
 void Pipeline::run_known_network(int batch) {
     FASTSEP_REQUIRE(known_, "the known network is not set: call use_known_network first");
-    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    require_batch(batch);
     const float* ab = known_ab_.as<float>();
     kernels::known_network(net_input_.data(), net_output_.data(), ab, ab + S_, batch, S_, cfg_.T, cfg_.F,
                            cfg_.dtype, stream_.get());
 }
 
 void Pipeline::copy_net_input_to_host(void* dst, int batch) {
-    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    require_batch(batch);
     DeviceGuard guard(device_);
     const std::size_t bytes = static_cast<std::size_t>(batch) * 2 * cfg_.T * cfg_.F * net_dtype_bytes(cfg_.dtype);
     FASTSEP_CHECK(cudaMemcpyAsync(dst, net_input_.data(), bytes, cudaMemcpyDeviceToHost, stream_.get()));
@@ -140,7 +184,7 @@ void Pipeline::copy_net_input_to_host(void* dst, int batch) {
 }
 
 void Pipeline::copy_net_output_from_host(const void* src, int batch) {
-    FASTSEP_REQUIRE(batch >= 1 && batch <= B_, "batch out of range");
+    require_batch(batch);
     DeviceGuard guard(device_);
     const std::size_t bytes =
         static_cast<std::size_t>(batch) * S_ * 2 * cfg_.T * cfg_.F * net_dtype_bytes(cfg_.dtype);
@@ -157,7 +201,7 @@ std::size_t Pipeline::device_bytes() const noexcept {
 }
 
 void Pipeline::separate(const PipelineInput& input, const PipelineOutput& output, const Network& network) {
-    FASTSEP_REQUIRE(input.samples >= 0, "negative sample count");
+    require_samples("samples", input.samples);
     if (input.samples == 0) return;
     std::lock_guard<std::mutex> lock(mutex_);
     DeviceGuard guard(device_);

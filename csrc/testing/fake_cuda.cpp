@@ -5,7 +5,8 @@
 // waits are respected, as on a GPU, so a missing event wait between the pipeline's compute and copy streams reads
 // stale or NaN data. It is strict where a GPU would be: device memory starts as NaN bytes, work areas must be set
 // and alive, handles must be live, and a failure can be injected with the environment variable
-// FASTSEP_FAKE_CUDA_FAIL=<function name> (that function then returns an error).
+// FASTSEP_FAKE_CUDA_FAIL=<function name> (that function then returns an error). Device and pinned memory are
+// finite, as on a GPU: an allocation past kEmulatedMemory fails instead of reaching the host's memory.
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -123,6 +124,15 @@ struct Plan {
 };
 std::map<int, Plan> g_plans;
 int g_next_plan = 1;
+
+// the emulated GPU's memory, and the most page-locked memory it grants (each on its own)
+constexpr size_t kEmulatedMemory = size_t(4) << 30;
+
+bool fits(const std::map<const void*, size_t>& live, size_t bytes) {
+    size_t used = 0;
+    for (auto& kv : live) used += kv.second;
+    return bytes <= kEmulatedMemory - used;
+}
 
 bool fail(const char* name) {
     const char* f = std::getenv("FASTSEP_FAKE_CUDA_FAIL");
@@ -258,7 +268,7 @@ const char* cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
     Lock l(g_mutex);
-    if (fail("cudaMalloc")) return ret(cudaErrorMemoryAllocation);
+    if (fail("cudaMalloc") || !fits(g_device, bytes)) return ret(cudaErrorMemoryAllocation);
     *p = std::malloc(bytes ? bytes : 1);
     if (!*p) return ret(cudaErrorMemoryAllocation);
     std::memset(*p, 0xff, bytes);  // NaN floats: reading what was never written shows up in the results
@@ -275,7 +285,7 @@ cudaError_t cudaFree(void* p) {
 }
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
     Lock l(g_mutex);
-    if (fail("cudaMallocHost")) return ret(cudaErrorMemoryAllocation);
+    if (fail("cudaMallocHost") || !fits(g_pinned, bytes)) return ret(cudaErrorMemoryAllocation);
     *p = std::malloc(bytes ? bytes : 1);
     if (!*p) return ret(cudaErrorMemoryAllocation);
     std::memset(*p, 0xff, bytes);

@@ -130,15 +130,25 @@ def require():
 
 
 @contextlib.contextmanager
-def _errors():
-    """Native exceptions -> fastsep.FastsepError subclasses (one line each)."""
+def _errors(invalid: type = InputError):
+    """Native exceptions -> fastsep.FastsepError subclasses (one line each); a refused argument -> `invalid`."""
     m = _module
     try:
         yield
     except m.InvalidArgument as e:
-        raise InputError(str(e)) from None
+        raise invalid(str(e)) from None
     except m.NativeError as e:
         raise GpuError(f"GPU pipeline: {e}") from None
+
+
+_INT_MAX = 2**31 - 1  # the C++ core's dimensions are ints
+
+
+def _dimension(name: str, value) -> int:
+    """A positive integer dimension of the pipeline; its upper limits are checked by the C++ core."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= _INT_MAX:
+        raise ModelError(f"{name} must be an integer in [1, {_INT_MAX}], got {value!r}")
+    return int(value)
 
 
 # how the native call reaches host memory (Pipeline::separate, HostMemory)
@@ -164,6 +174,8 @@ def pinned_pool_stats() -> dict:
 
 def set_pinned_pool_limit(nbytes: int) -> None:
     """Most bytes of page-locked blocks kept for reuse after their arrays are gone (0: free at once)."""
+    if int(nbytes) < 0:
+        raise InputError(f"the pinned pool limit must be at least 0 bytes, got {nbytes}")
     require().set_pinned_pool_limit(int(nbytes))
 
 
@@ -263,13 +275,12 @@ class Pipeline:
             raise ModelError(f"network dtype must be float32 or float16, got {dt}")
         if mask_extension not in ("zeros", "average"):
             raise ModelError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
-        if not (1 <= F <= frame_length // 2 + 1):
-            raise ModelError(f"F={F} must be in [1, frame_length/2 + 1]")
-        if max_batch < 1:
-            raise ModelError("max_batch must be at least 1")
-        with _errors():
-            self._impl = m.Pipeline(int(n_stems), int(F), int(T), int(frame_length), int(frame_step),
-                                    float(separation_exponent), mask_extension, dt.name, int(max_batch))
+        n_stems, F, T = _dimension("n_stems", n_stems), _dimension("F", F), _dimension("T", T)
+        frame_length, frame_step = _dimension("frame_length", frame_length), _dimension("frame_step", frame_step)
+        max_batch = _dimension("max_batch", max_batch)
+        with _errors(ModelError):  # the core checks the ranges and that every buffer's size fits
+            self._impl = m.Pipeline(n_stems, F, T, frame_length, frame_step, float(separation_exponent),
+                                    mask_extension, dt.name, max_batch)
         self._network: Optional[Callable[[int], None]] = None
         # page-lock the caller's host input and out= for the call (DMA, no CPU copy); False: pinned staging
         self.register_host = bool(register_host)

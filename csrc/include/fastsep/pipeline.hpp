@@ -76,6 +76,8 @@ public:
     // reading net_input() (b, 2, T, F) and writing net_output() (b, S, 2, T, F), both in dtype.
     using Network = std::function<void(int batch)>;
 
+    // InvalidArgument for a configuration out of range or whose buffers would pass the limits of sizes.hpp,
+    // before anything is allocated
     explicit Pipeline(const PipelineConfig& config);
     Pipeline(const Pipeline&) = delete;
     Pipeline& operator=(const Pipeline&) = delete;
@@ -117,8 +119,10 @@ public:
     const HostPathReport& last_host_path() const noexcept { return last_path_; }
     std::size_t device_bytes() const noexcept;
 
-    static int64_t frames_for(int64_t samples, int N, int H) { return dsp::n_frames(samples, N, H); }
-    int64_t segments_for(int64_t samples) const { return dsp::n_segments(samples, cfg_.T, N_, H_); }
+    // segments of a song of `samples` in [0, kMaxSamples] (InvalidArgument outside)
+    int64_t segments_for(int64_t samples) const;
+    // InvalidArgument unless 1 <= batch <= max_batch
+    void require_batch(int batch) const;
 
 private:
     struct Plans {
@@ -139,6 +143,7 @@ private:
     Stream stream_;            // DSP and network
     Stream h2d_, d2h_;         // uploads of host input, downloads to host output
     DeviceBuffer analysis_window_, synthesis_window_;
+    std::size_t input_bytes_ = 0, output_bytes_ = 0;  // of input_/pinned_in_ and out_chunk_/pinned_out_
     DeviceBuffer input_[2];    // ((B*T - 1)*H + N) samples x 2: the host input of one chunk (double-buffered)
     DeviceBuffer spectrum_;    // (2, B*T, R) complex, in place frames -> spectrum
     DeviceBuffer net_input_, net_output_;
