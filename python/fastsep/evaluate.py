@@ -83,10 +83,11 @@ def find_tracks(paths) -> list[Track]:
     """Tracks under each path: a .stem.mp4 file, a track folder, or a folder of tracks (or of ``test/``)."""
     tracks = []
     for p in map(pathlib.Path, paths):
+        name = os.path.basename(os.path.abspath(p))  # "x/.." and "." named by their real folder
         if p.is_file():
-            tracks.append(Track(p.name.removesuffix(".mp4").removesuffix(".stem"), p, "stem.mp4"))
+            tracks.append(Track(name.removesuffix(".mp4").removesuffix(".stem"), p, "stem.mp4"))
         elif (p / "mixture.wav").is_file():
-            tracks.append(Track(p.name, p, "folder"))
+            tracks.append(Track(name, p, "folder"))
         elif p.is_dir():
             root = p / "test" if (p / "test").is_dir() else p
             found = []
@@ -181,17 +182,51 @@ def format_table(scores: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
+    """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` (else UsageError)."""
+    from .cli import UsageError, check_inside, resolved_folder
+
+    root = resolved_folder(out_dir)
+    plans = {}
+    for track in tracks:
+        if track.name in plans:
+            raise UsageError(f"two tracks are named {track.name!r} and would write the same estimates in {out_dir}")
+        paths = {}
+        for inst in instruments:
+            target = pathlib.Path(os.path.normpath(out_dir / track.name / f"{inst}.wav"))
+            check_inside(target, root, out_dir, f"track {track.name!r}")
+            paths[inst] = target
+        plans[track.name] = paths
+    return plans
+
+
 def run_cli(args, con) -> int:
     from . import audio
-    from .cli import UsageError, _make_separator, resolve_model
+    from .cli import (ANY_STEM, UsageError, _make_separator, _precheck_output, missing_folders, remove_empty,
+                      resolve_model)
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
     tracks = find_tracks(args.inputs)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"-d/--duration must be > 0 (got {args.duration:g})")
+    out_dir = pathlib.Path(args.output_path) if args.output_path else None
+    if out_dir is not None:
+        _precheck_output(out_dir)
+        output_paths(tracks, out_dir, (ANY_STEM,))  # track names checked before the model loads
     model, config = resolve_model(args.model, args.config)
     sep = _make_separator(model, config, args.backend, con)
+    plans = output_paths(tracks, out_dir, sep.instruments) if out_dir is not None else {}
+    created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
+    try:
+        return _evaluate_tracks(args, con, sep, tracks, plans)
+    finally:
+        remove_empty(created)  # left by failed tracks
+
+
+def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
+    from . import audio
+
     rate = int(sep.config.sample_rate)
     per_track = {}
     failed = 0
@@ -201,9 +236,8 @@ def run_cli(args, con) -> int:
             mix, refs = track.load(rate, args.duration)
             con.print(f"{label}: separating {mix.shape[0] / rate:.1f} s")
             estimates = sep.run(mix, rate)
-            if args.output_path:
-                for inst, y in estimates.items():
-                    audio.save(pathlib.Path(args.output_path) / track.name / f"{inst}.wav", y, rate, pcm="f32")
+            for inst, target in plans.get(track.name, {}).items():
+                audio.save(target, estimates[inst], rate, pcm="f32")
             con.print(f"{label}: scoring")
             per_track[track.name] = score_track(estimates, refs, rate)
         except FastsepError as e:

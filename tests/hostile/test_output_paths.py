@@ -45,7 +45,7 @@ def one_error_line(r) -> str:
     assert "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastsep: error:"), r.stderr
-    assert len(lines[0]) < 500
+    assert len(lines[0]) < 1000  # paths and -f quoted, never expanded
     return lines[0]
 
 
@@ -97,14 +97,19 @@ def song(tmp_path, mix):
 # ------------------------------------------------------------------------------------- escaping the output folder
 
 
-@pytest.mark.parametrize("name", ["../../evil", "ABSOLUTE", "..", "."])
-def test_hostile_stem_names_write_nothing(name, tmp_path, song):
+@pytest.mark.parametrize("name,fmt", [
+    ("../../evil", "{filename}/{instrument}.{codec}"),
+    ("ABSOLUTE", "{instrument}.{codec}"),
+    ("..", "{instrument}/{filename}.{codec}"),
+    (".", "{instrument}/../{filename}.{codec}"),  # "vocals/../song.wav" stays inside, "./../song.wav" does not
+])
+def test_hostile_stem_names_write_nothing(name, fmt, tmp_path, song):
     outside = tmp_path / "abs" / "evil"
     model = write_tiny_model(tmp_path / "evil.safetensors",
                              (str(outside) if name == "ABSOLUTE" else name, "accompaniment"))
     before = tree(tmp_path)
     out = tmp_path / "a" / "b" / "out"
-    r = run_cli("separate", "-p", model, "-o", out, song)
+    r = run_cli("separate", "-p", model, "-o", out, "-f", fmt, song)
     assert r.returncode == 2, r.stderr
     one_error_line(r)
     assert tree(tmp_path) == before  # nothing written anywhere, not even the output folder
@@ -289,9 +294,17 @@ def test_evaluate_hostile_stem_names_write_nothing(tmp_path, musdb_track):
 
 def test_evaluate_track_named_dot_dot_is_refused(tmp_path, musdb_track, tiny):
     _needs_museval()
-    (musdb_track / "sub").mkdir()
+    hostile = musdb_track.parent / "...stem.mp4"  # its track name is ".."
+    hostile.write_bytes(b"not read: refused before")
     before = tree(tmp_path)
-    r = run_cli("evaluate", "-p", tiny, "-o", tmp_path / "a" / "out", musdb_track / "sub" / "..")
+    r = run_cli("evaluate", "-p", tiny, "-o", tmp_path / "a" / "out", hostile)
     assert r.returncode == 2, r.stderr
     assert "outside" in one_error_line(r)
     assert tree(tmp_path) == before
+
+
+def test_evaluate_names_a_track_given_through_dot_dot_by_its_folder(musdb_track):
+    from fastsep import evaluate
+
+    (musdb_track / "sub").mkdir()
+    assert [t.name for t in evaluate.find_tracks([musdb_track / "sub" / ".."])] == ["Falcon"]
