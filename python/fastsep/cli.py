@@ -392,8 +392,8 @@ def missing_folders(paths, out_dir: pathlib.Path) -> list:
     """Folders that writing ``paths`` (and ``out_dir``) would create, deepest first: a run removes those it leaves
     empty."""
     missing = set()
-    for p in [out_dir / "_"] + [pathlib.Path(p) for p in paths]:
-        for folder in p.parents:
+    for chain in [[out_dir, *out_dir.parents]] + [pathlib.Path(p).parents for p in paths]:
+        for folder in chain:
             if folder.exists() or folder.is_symlink():
                 break
             missing.add(folder)

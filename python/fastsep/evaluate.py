@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 
@@ -35,6 +36,12 @@ class Track:
     name: str
     path: pathlib.Path
     kind: str  # "folder" or "stem.mp4"
+
+    def files(self) -> list[pathlib.Path]:
+        """The files this track reads."""
+        if self.kind != "folder":
+            return [self.path]
+        return [self.path / "mixture.wav"] + [self.path / f"{n}.wav" for n in REFERENCE_NAMES]
 
     def load(self, rate: int, duration: float | None = None) -> tuple[np.ndarray, dict]:
         """(mixture, {reference name: audio}), all float32 (n, channels) at ``rate``, cut to a common length."""
@@ -183,10 +190,13 @@ def format_table(scores: dict, title: str) -> str:
 
 
 def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
-    """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` (else UsageError)."""
+    """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` and none of them a file
+    that a track reads (else UsageError)."""
     from .cli import UsageError, check_inside, resolved_folder
 
     root = resolved_folder(out_dir)
+    inputs = {_file_id(f): f for track in tracks for f in track.files()}
+    inputs.pop(None, None)
     plans = {}
     for track in tracks:
         if track.name in plans:
@@ -195,9 +205,20 @@ def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
         for inst in instruments:
             target = pathlib.Path(os.path.normpath(out_dir / track.name / f"{inst}.wav"))
             check_inside(target, root, out_dir, f"track {track.name!r}")
+            source = inputs.get(_file_id(target))
+            if source is not None:
+                raise UsageError(f"estimate {target} would replace the input {source}: choose another -o")
             paths[inst] = target
         plans[track.name] = paths
     return plans
+
+
+def _file_id(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def run_cli(args, con) -> int:
@@ -251,7 +272,22 @@ def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
         if args.json:
             result = {"model": sep.config.name, "tracks": per_track, "aggregate": agg,
                       "method": "museval BSSEval v4, win=hop=1 s, median over frames then over tracks"}
-            tmp = pathlib.Path(args.json).with_name(f".{pathlib.Path(args.json).name}.part")
-            tmp.write_text(json.dumps(result, indent=2, allow_nan=True))
-            os.replace(tmp, args.json)
+            _write_atomically(pathlib.Path(args.json), json.dumps(result, indent=2, allow_nan=True))
     return 1 if failed or not per_track else 0
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    """A new temporary file (never one planted in its place) beside ``path``, renamed over it when complete."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
+        raise

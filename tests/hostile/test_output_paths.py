@@ -308,3 +308,26 @@ def test_evaluate_names_a_track_given_through_dot_dot_by_its_folder(musdb_track)
 
     (musdb_track / "sub").mkdir()
     assert [t.name for t in evaluate.find_tracks([musdb_track / "sub" / ".."])] == ["Falcon"]
+
+
+def test_evaluate_writes_the_estimates_inside_the_output_folder(tmp_path, musdb_track, tiny, mix):
+    _needs_museval()
+    out = tmp_path / "est"
+    r = run_cli("evaluate", "-p", tiny, "-o", out, "--json", tmp_path / "scores.json", musdb_track)
+    assert r.returncode == 0, r.stderr
+    assert tree(out) == {pathlib.Path("Falcon"), pathlib.Path("Falcon/vocals.wav"),
+                         pathlib.Path("Falcon/accompaniment.wav")}
+    expect = fastsep.Separator(str(tiny)).run(mix, SR)
+    for inst in ("vocals", "accompaniment"):
+        np.testing.assert_array_equal(audio.load(out / "Falcon" / f"{inst}.wav")[0], expect[inst])  # float wav
+    assert "Falcon" in json.loads((tmp_path / "scores.json").read_text())["tracks"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_evaluate_never_writes_estimates_over_its_references(tmp_path, musdb_track, tiny):
+    _needs_museval()
+    before = {p: p.read_bytes() for p in musdb_track.iterdir()}
+    r = run_cli("evaluate", "-p", tiny, "-o", musdb_track.parent, musdb_track)
+    assert r.returncode == 2, r.stderr
+    assert "input" in one_error_line(r)
+    assert {p: p.read_bytes() for p in musdb_track.iterdir()} == before
