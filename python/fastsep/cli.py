@@ -27,6 +27,7 @@ from .errors import FastsepError, MissingDependencyError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMAT_FIELDS = ("filename", "foldername", "instrument", "codec")
 DEFAULT_FORMAT = "{filename}/{instrument}.{codec}"
+MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integers
 ANY_STEM = "{instrument}"  # stand-in stem name that plans outputs before a model names its stems
 
 
@@ -241,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------------- separate
+
+
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not 0 < duration <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-d/--duration must be > 0 and at most {MAX_SECONDS:g} s (got {duration:g})")
 
 
 def _quote(text, limit: int = 100) -> str:
@@ -489,10 +495,9 @@ def cmd_separate(args, con: Console) -> int:
         audio.parse_bitrate(args.bitrate)
     except FastsepError as e:
         raise UsageError(str(e)) from None
-    if args.offset < 0:
-        raise UsageError(f"-s/--offset must be >= 0 (got {args.offset:g})")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"-d/--duration must be > 0 (got {args.duration:g})")
+    if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
+    check_duration(args.duration)
     _check_format(args.filename_format)
     out_dir = pathlib.Path(args.output_path)
     _precheck_output(out_dir)

@@ -223,14 +223,13 @@ def _file_id(path) -> tuple | None:
 
 def run_cli(args, con) -> int:
     from . import audio
-    from .cli import (ANY_STEM, UsageError, _make_separator, _precheck_output, missing_folders, remove_empty,
+    from .cli import (ANY_STEM, _make_separator, _precheck_output, check_duration, missing_folders, remove_empty,
                       resolve_model)
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
     tracks = find_tracks(args.inputs)
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"-d/--duration must be > 0 (got {args.duration:g})")
+    check_duration(args.duration)
     out_dir = pathlib.Path(args.output_path) if args.output_path else None
     if out_dir is not None:
         _precheck_output(out_dir)

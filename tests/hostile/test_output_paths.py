@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("av")
+av = pytest.importorskip("av")
 pytest.importorskip("safetensors")
 
 import assets  # noqa: E402
@@ -231,7 +231,7 @@ def test_format_extension_aliases_of_the_codec_are_written(ext, codec, container
     r = run_cli("separate", "-p", tiny, "-o", out, "-f", f"{{filename}}/{{instrument}}.{ext}", "-c", codec, song)
     assert r.returncode == 0, r.stderr
     target = out / "song" / f"vocals.{ext}"
-    with __import__("av").open(str(target)) as c:
+    with av.open(str(target)) as c:
         assert container in c.format.name.split(",")
     assert audio.probe(target).codec.startswith({"wav": "pcm", "m4a": "aac", "opus": "opus", "ogg": "vorbis"}[codec])
 
