@@ -256,6 +256,10 @@ def test_stock_model_lossy_codec_and_bitrate(inputs, tmp_path):
     (["-b", "fast"], "bitrate"),
     (["-f", "{filename}/{stem}.{codec}"], r"\{stem\} is not a field"),
     (["-d", "0"], "duration"),
+    (["-d", "inf"], "duration"),
+    (["-d", "nan"], "duration"),
+    (["-s", "nan"], "offset"),
+    (["-s", "1e308"], "offset"),
 ])
 def test_setup_errors_before_any_work(args, match, inputs, tmp_path):
     out = tmp_path / "out"

@@ -27,6 +27,8 @@ from .errors import FastsepError, MissingDependencyError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMAT_FIELDS = ("filename", "foldername", "instrument", "codec")
 DEFAULT_FORMAT = "{filename}/{instrument}.{codec}"
+MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integers
+ANY_STEM = "{instrument}"  # stand-in stem name that plans outputs before a model names its stems
 
 
 class UsageError(FastsepError):
@@ -242,18 +244,38 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------- separate
 
 
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not 0 < duration <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-d/--duration must be > 0 and at most {MAX_SECONDS:g} s (got {duration:g})")
+
+
+def _quote(text, limit: int = 100) -> str:
+    """repr() of a user- or model-supplied string, cut short: error lines stay one short line."""
+    r = repr(str(text))
+    return r if len(r) <= limit else r[:limit] + "...'"
+
+
 def _check_format(fmt: str) -> None:
+    """``-f`` names a file and uses only the plain FORMAT_FIELDS (else UsageError)."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(fmt) if f is not None]
+        parsed = list(string.Formatter().parse(fmt))
     except ValueError as e:
-        raise UsageError(f"bad -f/--filename_format {fmt!r}: {e}") from None
-    for f in fields:
-        if f not in FORMAT_FIELDS:
-            what = "a positional {}" if f == "" or f.isdigit() else f"{{{f}}}"
-            raise UsageError(f"bad -f/--filename_format {fmt!r}: {what} is not a field "
-                             f"(use {', '.join('{' + x + '}' for x in FORMAT_FIELDS)})")
+        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {e}") from None
+    plain = ", ".join("{" + x + "}" for x in FORMAT_FIELDS)
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        base = field.split(".")[0].split("[")[0]
+        if base in FORMAT_FIELDS and (field != base or spec or conversion):
+            # str.format would honour them: a width spec alone can ask for gigabytes
+            raise UsageError(f"bad -f/--filename_format: {_quote(written)} is not allowed; only the plain fields "
+                             f"{plain} (no format specs, conversions, attributes or indexes)")
+        if field not in FORMAT_FIELDS:
+            what = "a positional {}" if field == "" or field.isdigit() else written
+            raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {what} is not a field (use {plain})")
     if not fmt.strip() or fmt.endswith(("/", os.sep)):
-        raise UsageError(f"bad -f/--filename_format {fmt!r}: it must name a file")
+        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: it must name a file")
 
 
 def _precheck_output(folder: pathlib.Path) -> None:
@@ -286,21 +308,110 @@ def _check_writable(folder: pathlib.Path) -> None:
         raise UsageError(f"output folder {folder} is not writable: {e.strerror or e}") from None
 
 
-def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: str) -> dict:
-    """{instrument: output path} for input ``inp`` (raises UsageError when two stems share a path)."""
+#: Extensions besides audio.CODECS' own that name a codec's container just as well (-f may spell them out).
+EXTENSION_ALIASES = {"ogg": ("oga",), "opus": ("ogg",), "m4a": ("mp4",)}
+
+
+def codec_extensions(codec: str) -> tuple:
+    from .audio import CODECS
+
+    return (CODECS[codec][2],) + EXTENSION_ALIASES.get(codec, ())
+
+
+def resolved_folder(folder: pathlib.Path) -> str:
+    """The real path of an output folder (links followed, whether or not it exists yet)."""
+    return os.path.realpath(folder)
+
+
+def check_inside(target: pathlib.Path, root: str, out_dir: pathlib.Path, owner: str) -> None:
+    """Refuse (UsageError) a planned output whose real path is not strictly inside ``root`` (the real ``out_dir``).
+
+    Links in existing parents (and the target itself) are followed: the check is on where the write would land."""
+    try:
+        real = os.path.realpath(target)
+    except ValueError as e:  # an embedded NUL byte
+        raise UsageError(f"output {_quote(target)} of {owner} is not a valid path ({e})") from None
+    if real == root or os.path.commonpath([real, root]) != root:
+        via = f" (through a link: {_quote(real)})" if real != os.path.abspath(target) else ""
+        raise UsageError(f"output {_quote(target)} of {owner} is outside the output folder {out_dir}{via}")
+
+
+def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: str, root: str | None = None) -> dict:
+    """{instrument: output path} for input ``inp``, each inside ``out_dir`` with the codec's extension.
+
+    Raises UsageError when a path leaves the output folder (resolved: ``root``), when two stems share a path, or when
+    the file name's extension is not the codec's."""
+    root = root or resolved_folder(out_dir)
     p = pathlib.Path(inp)
-    fields = dict(filename=p.stem if p.name else "audio", foldername=p.absolute().parent.name, codec=codec)
+    # abspath drops "." and ".." lexically, so {foldername} is a real folder's name as typed, never ".."
+    fields = dict(filename=p.stem if p.name else "audio", foldername=pathlib.Path(os.path.abspath(p)).parent.name,
+                  codec=codec)
     paths = {}
     seen = {}
     for inst in instruments:
         rel = fmt.format(instrument=inst, **fields)
         target = pathlib.Path(os.path.normpath(out_dir / rel))
+        check_inside(target, root, out_dir, f"{inp} (-f/--filename_format {_quote(fmt)})")
+        ext = target.suffix.lower().lstrip(".")
+        if ext not in codec_extensions(codec):
+            raise UsageError(f"-f/--filename_format {_quote(fmt)} gives {_quote(target.name)} an extension that is not "
+                             f"-c {codec}'s ({' or '.join('.' + e for e in codec_extensions(codec))}): end it with "
+                             "'.{codec}' or give the -c of its extension")
         if target in seen:
-            raise UsageError(f"-f/--filename_format {fmt!r} maps stems {seen[target]} and {inst} of {inp} to the same "
-                             f"file {target}: add {{instrument}}")
+            raise UsageError(f"-f/--filename_format {_quote(fmt)} maps stems {_quote(seen[target])} and {_quote(inst)} "
+                             f"of {inp} to the same file {target}: add {{instrument}}")
         seen[target] = inst
         paths[inst] = target
     return paths
+
+
+def plan_outputs(inputs, out_dir: pathlib.Path, fmt: str, instruments, codec: str) -> list:
+    """output_paths of every input; no output may be an input (itself, or through a link) nor shared by two inputs."""
+    root = resolved_folder(out_dir)
+    plans = [output_paths(f, out_dir, fmt, instruments, codec, root) for f in inputs]
+    input_ids = {}
+    for f in inputs:
+        try:
+            st = os.stat(f)
+            input_ids[(st.st_dev, st.st_ino)] = f
+        except (OSError, ValueError):
+            pass  # a missing input is reported when it is read
+    owner = {}
+    for f, paths in zip(inputs, plans):
+        for target in paths.values():
+            try:
+                st = os.stat(target)
+                source = input_ids.get((st.st_dev, st.st_ino))
+            except OSError:
+                source = None
+            if source is not None:
+                raise UsageError(f"output {target} of {f} is the input {source}: choose another -o or -f")
+            key = os.path.realpath(target)
+            if key in owner:
+                raise UsageError(f"{owner[key]} and {f} would both write {target}: use -f with {{foldername}} "
+                                 "or separate them in two runs")
+            owner[key] = f
+    return plans
+
+
+def missing_folders(paths, out_dir: pathlib.Path) -> list:
+    """Folders that writing ``paths`` (and ``out_dir``) would create, deepest first: a run removes those it leaves
+    empty."""
+    missing = set()
+    for chain in [[out_dir, *out_dir.parents]] + [pathlib.Path(p).parents for p in paths]:
+        for folder in chain:
+            if folder.exists() or folder.is_symlink():
+                break
+            missing.add(folder)
+    return sorted(missing, key=lambda f: len(f.absolute().parts), reverse=True)
+
+
+def remove_empty(folders) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            pass
 
 
 def resolve_model(model: str, config):
@@ -384,10 +495,9 @@ def cmd_separate(args, con: Console) -> int:
         audio.parse_bitrate(args.bitrate)
     except FastsepError as e:
         raise UsageError(str(e)) from None
-    if args.offset < 0:
-        raise UsageError(f"-s/--offset must be >= 0 (got {args.offset:g})")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"-d/--duration must be > 0 (got {args.duration:g})")
+    if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
+    check_duration(args.duration)
     _check_format(args.filename_format)
     out_dir = pathlib.Path(args.output_path)
     _precheck_output(out_dir)
@@ -403,20 +513,15 @@ def cmd_separate(args, con: Console) -> int:
         inputs.append(f)
 
     args.model, args.config = resolve_model(args.model, args.config)
-    # Stock models and explicit configs name their stems without loading weights: check the output plan first.
+    # Stock models and explicit configs name their stems without loading weights: the whole output plan is checked
+    # first.  For other models a stand-in stem checks all that does not depend on the names before the load.
     hint = _instruments_hint(args.model, args.config)
+    plans = plan_outputs(inputs, out_dir, args.filename_format, hint or (ANY_STEM,), codec)
     sep = None
     if hint is None:
         sep = _make_separator(args.model, args.config, args.backend, con, args.precision, args.mwf)
+        plans = plan_outputs(inputs, out_dir, args.filename_format, tuple(sep.instruments), codec)
     instruments = hint or tuple(sep.instruments)
-    plans = [output_paths(f, out_dir, args.filename_format, instruments, codec) for f in inputs]
-    owner = {}
-    for f, paths in zip(inputs, plans):
-        for target in paths.values():
-            if target in owner:
-                raise UsageError(f"{owner[target]} and {f} would both write {target}: use -f with {{foldername}} "
-                                 "or separate them in two runs")
-            owner[target] = f
 
     todo, skipped = [], 0
     for f, paths in zip(inputs, plans):
@@ -436,7 +541,7 @@ def cmd_separate(args, con: Console) -> int:
             raise UsageError(f"model {args.model} has stems {', '.join(sep.instruments)}, expected "
                              f"{', '.join(instruments)}")
     rate = int(sep.config.sample_rate) if sep is not None else 44100
-    _check_writable(out_dir)
+    created = missing_folders([t for _, paths in todo for t in paths.values()], out_dir)
 
     n = len(todo)
     failed = 0
@@ -504,6 +609,7 @@ def cmd_separate(args, con: Console) -> int:
     worker = threading.Thread(target=decoder, name="fastsep-decode", daemon=True)
     writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastsep-write")
     try:
+        _check_writable(out_dir)
         if n:
             worker.start()
         while n:
@@ -573,14 +679,15 @@ def cmd_separate(args, con: Console) -> int:
         cancel.set()
         writers.shutdown(wait=True)
         con.done()
+        remove_empty(created)  # left by failed or interrupted files
     total_time = time.monotonic() - t_start
     parts = [f"{ok} separated"]
     if failed:
         parts.append(f"{failed} failed")
     if skipped:
         parts.append(f"{skipped} skipped")
-    con.print(f"done in {_fmt_s(total_time)}: {', '.join(parts)}; outputs in {out_dir.absolute()}",
-              always=bool(failed))
+    where = f"; outputs in {out_dir.absolute()}" if ok or skipped else ""
+    con.print(f"done in {_fmt_s(total_time)}: {', '.join(parts)}{where}", always=bool(failed))
     return EXIT_FAILED if failed else EXIT_OK
 
 

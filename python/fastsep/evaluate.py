@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 
@@ -35,6 +36,12 @@ class Track:
     name: str
     path: pathlib.Path
     kind: str  # "folder" or "stem.mp4"
+
+    def files(self) -> list[pathlib.Path]:
+        """The files this track reads."""
+        if self.kind != "folder":
+            return [self.path]
+        return [self.path / "mixture.wav"] + [self.path / f"{n}.wav" for n in REFERENCE_NAMES]
 
     def load(self, rate: int, duration: float | None = None) -> tuple[np.ndarray, dict]:
         """(mixture, {reference name: audio}), all float32 (n, channels) at ``rate``, cut to a common length."""
@@ -83,10 +90,11 @@ def find_tracks(paths) -> list[Track]:
     """Tracks under each path: a .stem.mp4 file, a track folder, or a folder of tracks (or of ``test/``)."""
     tracks = []
     for p in map(pathlib.Path, paths):
+        name = os.path.basename(os.path.abspath(p))  # "x/.." and "." named by their real folder
         if p.is_file():
-            tracks.append(Track(p.name.removesuffix(".mp4").removesuffix(".stem"), p, "stem.mp4"))
+            tracks.append(Track(name.removesuffix(".mp4").removesuffix(".stem"), p, "stem.mp4"))
         elif (p / "mixture.wav").is_file():
-            tracks.append(Track(p.name, p, "folder"))
+            tracks.append(Track(name, p, "folder"))
         elif p.is_dir():
             root = p / "test" if (p / "test").is_dir() else p
             found = []
@@ -181,17 +189,64 @@ def format_table(scores: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
+    """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` and none of them a file
+    that a track reads (else UsageError)."""
+    from .cli import UsageError, check_inside, resolved_folder
+
+    root = resolved_folder(out_dir)
+    inputs = {_file_id(f): f for track in tracks for f in track.files()}
+    inputs.pop(None, None)
+    plans = {}
+    for track in tracks:
+        if track.name in plans:
+            raise UsageError(f"two tracks are named {track.name!r} and would write the same estimates in {out_dir}")
+        paths = {}
+        for inst in instruments:
+            target = pathlib.Path(os.path.normpath(out_dir / track.name / f"{inst}.wav"))
+            check_inside(target, root, out_dir, f"track {track.name!r}")
+            source = inputs.get(_file_id(target))
+            if source is not None:
+                raise UsageError(f"estimate {target} would replace the input {source}: choose another -o")
+            paths[inst] = target
+        plans[track.name] = paths
+    return plans
+
+
+def _file_id(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def run_cli(args, con) -> int:
     from . import audio
-    from .cli import UsageError, _make_separator, resolve_model
+    from .cli import (ANY_STEM, _make_separator, _precheck_output, check_duration, missing_folders, remove_empty,
+                      resolve_model)
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
     tracks = find_tracks(args.inputs)
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"-d/--duration must be > 0 (got {args.duration:g})")
+    check_duration(args.duration)
+    out_dir = pathlib.Path(args.output_path) if args.output_path else None
+    if out_dir is not None:
+        _precheck_output(out_dir)
+        output_paths(tracks, out_dir, (ANY_STEM,))  # track names checked before the model loads
     model, config = resolve_model(args.model, args.config)
     sep = _make_separator(model, config, args.backend, con)
+    plans = output_paths(tracks, out_dir, sep.instruments) if out_dir is not None else {}
+    created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
+    try:
+        return _evaluate_tracks(args, con, sep, tracks, plans)
+    finally:
+        remove_empty(created)  # left by failed tracks
+
+
+def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
+    from . import audio
+
     rate = int(sep.config.sample_rate)
     per_track = {}
     failed = 0
@@ -201,9 +256,8 @@ def run_cli(args, con) -> int:
             mix, refs = track.load(rate, args.duration)
             con.print(f"{label}: separating {mix.shape[0] / rate:.1f} s")
             estimates = sep.run(mix, rate)
-            if args.output_path:
-                for inst, y in estimates.items():
-                    audio.save(pathlib.Path(args.output_path) / track.name / f"{inst}.wav", y, rate, pcm="f32")
+            for inst, target in plans.get(track.name, {}).items():
+                audio.save(target, estimates[inst], rate, pcm="f32")
             con.print(f"{label}: scoring")
             per_track[track.name] = score_track(estimates, refs, rate)
         except FastsepError as e:
@@ -217,7 +271,22 @@ def run_cli(args, con) -> int:
         if args.json:
             result = {"model": sep.config.name, "tracks": per_track, "aggregate": agg,
                       "method": "museval BSSEval v4, win=hop=1 s, median over frames then over tracks"}
-            tmp = pathlib.Path(args.json).with_name(f".{pathlib.Path(args.json).name}.part")
-            tmp.write_text(json.dumps(result, indent=2, allow_nan=True))
-            os.replace(tmp, args.json)
+            _write_atomically(pathlib.Path(args.json), json.dumps(result, indent=2, allow_nan=True))
     return 1 if failed or not per_track else 0
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    """A new temporary file (never one planted in its place) beside ``path``, renamed over it when complete."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
