@@ -248,12 +248,17 @@ def bn_affine(bn: BatchNorm, variables: dict) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ exact folds
 # Which batch norms fold into weights without changing the function (only float rounding):
-# * encoder BN: no. Its input c_k is also a skip (and c_5 the decoder's input), which must stay raw, and an
+# * encoder BN: none. Its input c_k is also a skip (and c_5 the decoder's input), which must stay raw, and an
 #   activation follows it, so neither the conv before nor the conv after can absorb it.
-# * decoder BN: its scale, yes, into the NEXT layer's input channels (that layer is linear in its input, and
-#   zero padding / the transposed conv's zeros stay zero when scaled). Its shift: not into a per-channel bias,
-#   since a constant input through a zero-padded conv (edges) or a stride-2 transposed conv (output parity) does
-#   not give a constant output; it stays an add after the activation.
+# * decoder BN, u = s * a + t after the activation a: the next layer is linear in its input and its zero padding
+#   (or the transposed conv's inserted zeros) stays zero when scaled, so u = s * (a + t / s) moves s into that
+#   layer's input channels. What remains, a + t / s, rounds like s * a + t (it is the same value over s), but
+#   needs s != 0 and t / s, s within half precision's range: a layer outside that keeps its scale. The shift
+#   itself cannot become a per-channel bias: a constant through a zero-padded conv (edges) or a stride-2
+#   transposed conv (output parity) is not constant.
+FOLD_RANGE = 2.0 ** 12  # |s|, 1/|s| and |t/s| up to this: fp16 (max 65504) holds every folded value
+
+
 @dataclasses.dataclass(frozen=True)
 class FoldedEncoder:
     kernel: np.ndarray  # (out, in, kh, kw)
@@ -266,7 +271,8 @@ class FoldedEncoder:
 class FoldedDecoder:
     kernel: np.ndarray  # (in, out, kh, kw), the previous decoder BN's scale folded into its input channels
     bias: np.ndarray
-    shift: np.ndarray  # added after the activation (this layer's BN scale is in the next layer's kernel)
+    scale: Optional[np.ndarray]  # after the activation: y = a * scale + shift; None: folded into the next layer
+    shift: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +283,12 @@ class FoldedUNet:
     final_bias: np.ndarray
 
 
+def _foldable(scale: np.ndarray, shift: np.ndarray) -> bool:
+    a = np.abs(scale)
+    return bool(np.all(a >= 1 / FOLD_RANGE) and np.all(a <= FOLD_RANGE)
+                and np.all(np.abs(shift) <= FOLD_RANGE * a))
+
+
 def fold(u: UNet, variables: dict, dtype=np.float32) -> FoldedUNet:
     """One stem's weights with every exact fold applied (in float64, then cast to dtype)."""
     encoder = []
@@ -285,14 +297,26 @@ def fold(u: UNet, variables: dict, dtype=np.float32) -> FoldedUNet:
         encoder.append(FoldedEncoder(kernel(e.conv, variables, dtype), bias(e.conv, variables, dtype),
                                      None if scale is None else scale.astype(dtype),
                                      None if shift is None else shift.astype(dtype)))
-    decoder, carried = [], None  # carried: previous decoder BN's scale, for the input channels after the skip
+    decoder, carried = [], None  # carried: the previous decoder BN's scale, for the last input channels
     for d in u.decoder:
-        k = kernel(d.deconv, variables, np.float64)  # (in, out, kh, kw)
-        if carried is not None:
-            k[-len(carried):] *= carried[:, None, None, None]
+        k = _scaled_inputs(kernel(d.deconv, variables, np.float64), carried, axis=0)  # (in, out, kh, kw)
         scale, shift = bn_affine(d.bn, variables)
-        decoder.append(FoldedDecoder(k.astype(dtype), bias(d.deconv, variables, dtype), shift.astype(dtype)))
-        carried = scale
-    final = kernel(u.final, variables, np.float64)  # (out, in, kh, kw): the last decoder's channels come last
-    final[:, -len(carried):] *= carried[None, :, None, None]
+        carried = scale if _foldable(scale, shift) else None
+        if carried is not None:
+            scale, shift = None, shift / carried
+        decoder.append(FoldedDecoder(k.astype(dtype), bias(d.deconv, variables, dtype),
+                                     None if scale is None else scale.astype(dtype), shift.astype(dtype)))
+    final = _scaled_inputs(kernel(u.final, variables, np.float64), carried, axis=1)  # (out, in, kh, kw)
     return FoldedUNet(tuple(encoder), tuple(decoder), final.astype(dtype), bias(u.final, variables, dtype))
+
+
+def _scaled_inputs(k: np.ndarray, scale: Optional[np.ndarray], axis: int) -> np.ndarray:
+    """k with its last len(scale) input channels (along axis) multiplied by scale: the decoder output comes
+    after the skip in the concat."""
+    if scale is not None:
+        index = [slice(None)] * k.ndim
+        index[axis] = slice(k.shape[axis] - len(scale), None)
+        shape = [1] * k.ndim
+        shape[axis] = len(scale)
+        k[tuple(index)] *= scale.reshape(shape)
+    return k
