@@ -86,3 +86,16 @@ def test_fp16_needs_gpu(tiny_config):
     cfg = tiny_config()
     with pytest.raises(FastsepError, match="GPU"):
         TorchRunner(cfg, random_weights(cfg), precision="fp16")
+
+
+def test_traces_as_one_graph(tiny_config):
+    """torch.compile (compile=True) needs the module traceable without graph breaks; checked with dynamo's eager
+    backend (inductor's code generation takes minutes on a CPU: the GPU check runs it)."""
+    cfg = tiny_config(stems=3, model_type="unet.softmax_unet", F=64, T=64)
+    w = random_weights(cfg, seed=8)
+    x = np.abs(np.random.default_rng(5).standard_normal((2, 2, cfg.T, cfg.F))).astype(np.float32)
+    runner = TorchRunner(cfg, w, stems="grouped", channels_last=True)
+    traced = torch.compile(runner.module, backend="eager", fullgraph=True, dynamic=False)
+    with torch.inference_mode():
+        got = traced(torch.from_numpy(x)).numpy()
+    assert snr_db(unet_estimates(x, w, cfg), got) > 100

@@ -35,6 +35,7 @@ from ..models.config import ModelConfig
 
 DEFAULT_STEMS_MODE = "loop"
 PRECISIONS = ("fp32", "fp16", "bf16")
+LAYER_SPANS = False  # benchmarks/gpu_throughput.py --profile: name each layer in torch.profiler (eager runs)
 
 
 def import_torch():
@@ -53,6 +54,10 @@ def _activation(torch, kind: str, inplace: bool):
     if kind == "ELU":
         return (lambda x: F.elu_(x, spec.ELU_ALPHA)) if inplace else (lambda x: F.elu(x, spec.ELU_ALPHA))
     return lambda x: F.leaky_relu(x, spec.LEAKY_RELU_ALPHA, inplace=inplace)
+
+
+def _span(torch, name: str):
+    return torch.profiler.record_function(name) if LAYER_SPANS else contextlib.nullcontext()
 
 
 def _stack(arrays: list[np.ndarray], torch, per_channel: bool = False):
@@ -97,28 +102,37 @@ def _make_group(torch, unets: list[spec.UNet], folded: list[spec.FoldedUNet], sh
         def forward(self, x):
             raw, h = [], x  # raw: the encoder conv outputs, before BN (the skips)
             for k, e in enumerate(u.encoder):
-                c = e.conv
-                groups = 1 if k == 0 and shared_input else G
-                raw.append(F.conv2d(F.pad(h, pad4(c)), getattr(self, f"enc{k}_w"), getattr(self, f"enc{k}_b"),
-                                    stride=c.stride, dilation=c.dilation, groups=groups))
-                if e.feeds_next:
-                    h = self.enc_act[k](torch.addcmul(getattr(self, f"enc{k}_shift"), raw[-1],
-                                                      getattr(self, f"enc{k}_scale")))
+                with _span(torch, f"enc{k}"):
+                    raw.append(self._encode(k, e, h))
+                    if e.feeds_next:
+                        h = self.enc_act[k](torch.addcmul(getattr(self, f"enc{k}_shift"), raw[-1],
+                                                          getattr(self, f"enc{k}_scale")))
             h = raw[u.decoder_input]
             for k, d in enumerate(u.decoder):
-                c = d.deconv
-                full = F.conv_transpose2d(h, getattr(self, f"dec{k}_w"), getattr(self, f"dec{k}_b"), stride=c.stride,
-                                          groups=G)
-                up = full[:, :, c.crop[0]:full.shape[2] - c.crop[1], c.crop[0]:full.shape[3] - c.crop[1]]
-                scale = getattr(self, f"dec{k}_scale", None)
-                up = self.dec_act[k](up)
-                up = up.add_(getattr(self, f"dec{k}_shift")) if scale is None else \
-                    torch.addcmul(getattr(self, f"dec{k}_shift"), up, scale)
-                h = up if d.skip is None else _concat_per_stem(torch, raw[d.skip], up, G)
-            c = u.final
-            if c.pad[0] == c.pad[1]:  # symmetric: the convolution pads, no padded copy
-                return F.conv2d(h, self.final_w, self.final_b, padding=c.pad[0], dilation=c.dilation, groups=G)
-            return F.conv2d(F.pad(h, pad4(c)), self.final_w, self.final_b, dilation=c.dilation, groups=G)
+                with _span(torch, f"dec{k}"):
+                    up = self._decode(k, d, h)
+                    h = up if d.skip is None else _concat_per_stem(torch, raw[d.skip], up, G)
+            with _span(torch, "final"):
+                c = u.final
+                if c.pad[0] == c.pad[1]:  # symmetric: the convolution pads, no padded copy
+                    return F.conv2d(h, self.final_w, self.final_b, padding=c.pad[0], dilation=c.dilation, groups=G)
+                return F.conv2d(F.pad(h, pad4(c)), self.final_w, self.final_b, dilation=c.dilation, groups=G)
+
+        def _encode(self, k: int, e: spec.EncoderLayer, h):
+            c = e.conv
+            groups = 1 if k == 0 and shared_input else G
+            return F.conv2d(F.pad(h, pad4(c)), getattr(self, f"enc{k}_w"), getattr(self, f"enc{k}_b"),
+                            stride=c.stride, dilation=c.dilation, groups=groups)
+
+        def _decode(self, k: int, d: spec.DecoderLayer, h):
+            c = d.deconv
+            full = F.conv_transpose2d(h, getattr(self, f"dec{k}_w"), getattr(self, f"dec{k}_b"), stride=c.stride,
+                                      groups=G)
+            up = self.dec_act[k](full[:, :, c.crop[0]:full.shape[2] - c.crop[1], c.crop[0]:full.shape[3] - c.crop[1]])
+            scale = getattr(self, f"dec{k}_scale", None)
+            if scale is None:  # the BN scale is in the next layer's weights
+                return up.add_(getattr(self, f"dec{k}_shift"))
+            return torch.addcmul(getattr(self, f"dec{k}_shift"), up, scale)
 
     return Group()
 
@@ -166,14 +180,15 @@ def _make_module(cfg: ModelConfig, variables: dict, stems: str):
             h = x.to(dtype=self.groups[0].enc0_w.dtype,
                      memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
             logits = [g(h) for g in self.groups]
-            logits = logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)
-            B, _, T, F = logits.shape
-            logits = logits.float().reshape(B, net.n_stems, net.in_channels, T, F)
-            if net.mask == "softmax":
-                masks = torch.softmax(logits, dim=1)
-            else:
-                masks = torch.sigmoid(logits)  # exact sigmoid: no flush to zero of tiny masks
-            return torch.mul(masks, x.unsqueeze(1), out=out)
+            with _span(torch, "mask"):
+                logits = logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)
+                B, _, T, F = logits.shape
+                logits = logits.float().reshape(B, net.n_stems, net.in_channels, T, F)
+                if net.mask == "softmax":
+                    masks = torch.softmax(logits, dim=1)
+                else:
+                    masks = torch.sigmoid(logits)  # exact sigmoid: no flush to zero of tiny masks
+                return torch.mul(masks, x.unsqueeze(1), out=out)
 
     return UNets()
 
