@@ -9,6 +9,7 @@
 
 TORCH_SPEED_STEMS="${FASTSEP_TORCH_SPEED_STEMS:-2stems 4stems}"
 BENCH="$ROOT/benchmarks/gpu_throughput.py"
+export TORCH_SPEED_STEMS BENCH  # the steps run in child shells
 
 torch_net_profile() {  # per layer: device ms, FLOPs, bytes, roof (eager, fp16 and bf16, NCHW and NHWC)
     cd "$TESTDIR" && "$PY" "$BENCH" --network --profile --stems 4stems --precisions fp16 bf16 \

@@ -67,7 +67,7 @@ def _stack(arrays: list[np.ndarray], torch, per_channel: bool = False):
     return t.view(1, -1, 1, 1) if per_channel else t
 
 
-def _make_group(torch, unets: list[spec.UNet], folded: list[spec.FoldedUNet], shared_input: bool):
+def _make_group(torch, unets: list[spec.UNet], folded: list[spec.FoldedUNet]):
     """The U-Nets of some stems as one module of grouped convolutions: (B, C, T, F) -> logits (B, G*C, T, F)."""
     from torch import nn
 
@@ -120,7 +120,7 @@ def _make_group(torch, unets: list[spec.UNet], folded: list[spec.FoldedUNet], sh
 
         def _encode(self, k: int, e: spec.EncoderLayer, h):
             c = e.conv
-            groups = 1 if k == 0 and shared_input else G
+            groups = 1 if k == 0 else G  # the first layer reads the input every stem shares: one plain conv
             return F.conv2d(F.pad(h, pad4(c)), getattr(self, f"enc{k}_w"), getattr(self, f"enc{k}_b"),
                             stride=c.stride, dilation=c.dilation, groups=groups)
 
@@ -170,7 +170,7 @@ def _make_module(cfg: ModelConfig, variables: dict, stems: str):
         def __init__(self):
             super().__init__()
             self.groups = nn.ModuleList(
-                _make_group(torch, [net.unets[s] for s in ix], [folded[s] for s in ix], shared_input=True)
+                _make_group(torch, [net.unets[s] for s in ix], [folded[s] for s in ix])
                 for ix in index_groups)
 
             self.channels_last = False  # set with the buffers' format by TorchRunner
