@@ -76,7 +76,7 @@ def test_spleeter_json_names_its_checkpoint(tiny, tmp_path, monkeypatch):
 
 def test_unknown_and_wrong_models_are_one_line_errors(tmp_path):
     for bad, why in (("7stems", "unknown model '7stems'"), (tmp_path / "nothing.onnx", "does not exist"),
-                     (tmp_path / "nothing.engine", "does not exist")):
+                     (tmp_path / "nothing.engine", "does not exist"), (tmp_path / "dir", "does not exist")):
         with pytest.raises(ModelError, match=why) as e:
             resolve(bad)
         assert "\n" not in str(e.value)

@@ -304,7 +304,7 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
     header says) is kept as far as it decodes and reported, one line each with the file name, to ``on_warning``
     (default: a :class:`DecodeWarning` through :mod:`warnings`).
     """
-    av = _av()
+    _av()  # a missing PyAV is a clear error before anything else
     p = os.fspath(path)
     if offset < 0:
         raise InputError(f"offset must be >= 0 (got {offset})")

@@ -10,11 +10,8 @@ import argparse
 import os
 import pathlib
 import queue
-import shutil
 import signal
-import string
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -22,113 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from . import __version__
-from .errors import FastsepError, MissingDependencyError
+from .console import Console, bar, download_progress, fmt_seconds, load_separator
+from .errors import FastsepError, MissingDependencyError, UsageError
+from .outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_duration, check_format, check_writable, missing_folders,
+                      plan_outputs, precheck_output, remove_empty)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-FORMAT_FIELDS = ("filename", "foldername", "instrument", "codec")
-DEFAULT_FORMAT = "{filename}/{instrument}.{codec}"
-MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integers
-ANY_STEM = "{instrument}"  # stand-in stem name that plans outputs before a model names its stems
-
-
-class UsageError(FastsepError):
-    """Bad options or setup found before any work starts."""
-
-
-# --------------------------------------------------------------------------------------------------- console
-
-
-class Console:
-    """Messages and a progress line on stderr, shared by threads.
-
-    On a terminal the progress line is redrawn in place; elsewhere (pipes, CI logs) it degrades to plain lines
-    at the start and end of each file.  Errors and warnings are always printed; ``quiet`` hides the rest.
-    """
-
-    def __init__(self, stream=None, quiet: bool = False, verbose: bool = False):
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.verbose = verbose
-        try:
-            tty = self.stream.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        self.tty = tty and os.environ.get("TERM") != "dumb" and not quiet
-        self._lock = threading.RLock()
-        self._line = ""
-        self._last_draw = 0.0
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-
-    def _clear(self) -> None:
-        if self.tty and self._line:
-            self._write("\r\x1b[2K")
-
-    def print(self, text: str, always: bool = False) -> None:
-        if self.quiet and not always:
-            return
-        with self._lock:
-            self._clear()
-            self._write(text + "\n")
-            if self.tty and self._line:
-                self._write(self._line)
-
-    def error(self, text: str) -> None:
-        self.print(f"error: {text}", always=True)
-
-    def warning(self, text: str) -> None:
-        self.print(f"warning: {text}", always=True)
-
-    def status(self, text: str, force: bool = False) -> None:
-        """Redraw the progress line (terminals only; throttled to 10 Hz unless ``force``)."""
-        if not self.tty:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if not force and now - self._last_draw < 0.1:
-                return
-            self._last_draw = now
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self._line = text[:width]
-            self._write("\r\x1b[2K" + self._line)
-
-    def done(self) -> None:
-        with self._lock:
-            self._clear()
-            self._line = ""
-
-
-def _bar(fraction: float, width: int = 20) -> str:
-    fraction = min(max(fraction, 0.0), 1.0)
-    full = int(fraction * width)
-    return "█" * full + "░" * (width - full)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-def _download_progress(con: Console, label: str):
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if con.tty:
-            frac = done / total if total else 0.0
-            con.status(f"{label} {_bar(frac)} {_size(done)}" + (f" / {_size(total)}" if total else ""))
-        elif time.monotonic() - last[0] > 10 or (total and done >= total):
-            last[0] = time.monotonic()
-            con.print(f"{label}: {_size(done)}" + (f" of {_size(total)}" if total else ""))
-
-    return progress
 
 
 # --------------------------------------------------------------------------------------------------- parser
@@ -171,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
                         "memory grows with the song)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    s.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"),
-                   help="network runner: auto (an .engine runs on TensorRT, else onnxruntime on the CPU), "
-                        "onnxruntime, tensorrt or torch (GPU where present)")
-    s.add_argument("--precision", default=None, choices=("fp32", "fp16"),
-                   help="network precision of the GPU backends (default: fp16 for tensorrt, fp32 for torch)")
+    _backend_options(s)
 
     d = sub.add_parser("download", parents=[common], help="download pretrained models",
                        description="Fetch Spleeter's official release archive, check its sha256 and unpack it "
@@ -233,261 +125,51 @@ def build_parser() -> argparse.ArgumentParser:
                                    "benchmarks/cpu_vs_spleeter.py.")
     m.add_argument("-p", "--model", "--params_filename", dest="model", default="2stems", help="model (default 2stems)")
     m.add_argument("--config", default=None, help="stock config name or Spleeter JSON")
-    m.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
-    m.add_argument("--precision", default=None, choices=("fp32", "fp16"), help="GPU backends only")
+    _backend_options(m)
     m.add_argument("--batch-segments", type=int, default=None, help="segments per network call")
     m.add_argument("--seconds", type=float, default=60.0, help="length of each song (default 60)")
     m.add_argument("--runs", type=int, default=3, help="timed songs (default 3)")
+
+    sub.add_parser("backends", parents=[common], help="list the network backends and what runs on this machine",
+                   description="Every registered backend: where it runs, its precisions, and whether it is installed "
+                               "here (else the extra to install).")
     return p
+
+
+def _backend_options(parser) -> None:
+    """--backend and --precision, from the backend registry."""
+    from . import backends
+
+    parser.add_argument("--backend", default="auto", choices=backends.names(),
+                        help="network runner: auto (an .engine runs on TensorRT, anything else on the fastest exact "
+                             "CPU backend installed) or one of " + ", ".join(backends.REGISTRY)
+                             + " ('fastsep backends' lists them)")
+    parser.add_argument("--precision", default=None, choices=backends.PRECISIONS,
+                        help="network precision, as the backend offers (default: its first; fp32 is Spleeter-exact)")
+
+
+def cmd_backends(args, con: Console) -> int:
+    from . import backends, native
+
+    gpu = native.unavailable_reason()
+    print(f"GPU pipeline: {'available' if gpu is None else gpu}")
+    for row in backends.describe():
+        state = "installed" if row["installed"] else f"not installed: pip install 'fastsep[{row['extra']}]'"
+        print(f"{row['name']:12} {'/'.join(row['devices']):9} {', '.join(row['precisions']):11} {state}")
+        print(f"{'':12} {row['summary']}")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------------- separate
 
 
-def check_duration(duration: float | None) -> None:
-    if duration is not None and not 0 < duration <= MAX_SECONDS:  # also refuses nan and inf
-        raise UsageError(f"-d/--duration must be > 0 and at most {MAX_SECONDS:g} s (got {duration:g})")
-
-
-def _quote(text, limit: int = 100) -> str:
-    """repr() of a user- or model-supplied string, cut short: error lines stay one short line."""
-    r = repr(str(text))
-    return r if len(r) <= limit else r[:limit] + "...'"
-
-
-def _check_format(fmt: str) -> None:
-    """``-f`` names a file and uses only the plain FORMAT_FIELDS (else UsageError)."""
-    try:
-        parsed = list(string.Formatter().parse(fmt))
-    except ValueError as e:
-        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {e}") from None
-    plain = ", ".join("{" + x + "}" for x in FORMAT_FIELDS)
-    for _, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-        base = field.split(".")[0].split("[")[0]
-        if base in FORMAT_FIELDS and (field != base or spec or conversion):
-            # str.format would honour them: a width spec alone can ask for gigabytes
-            raise UsageError(f"bad -f/--filename_format: {_quote(written)} is not allowed; only the plain fields "
-                             f"{plain} (no format specs, conversions, attributes or indexes)")
-        if field not in FORMAT_FIELDS:
-            what = "a positional {}" if field == "" or field.isdigit() else written
-            raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {what} is not a field (use {plain})")
-    if not fmt.strip() or fmt.endswith(("/", os.sep)):
-        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: it must name a file")
-
-
-def _precheck_output(folder: pathlib.Path) -> None:
-    """Fail early (before loading a model) for an output folder that cannot be created or written; creates nothing."""
-    p = folder.absolute()
-    while not p.exists():
-        if p.is_symlink():
-            raise UsageError(f"output folder {folder}: {p} is a broken link")
-        p = p.parent
-    if not p.is_dir():
-        raise UsageError(f"output folder {folder} cannot be created: {p} is not a folder")
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {folder} is not writable ({p}: permission denied)")
-
-
-def _check_writable(folder: pathlib.Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UsageError(f"output folder {folder} exists and is not a folder") from None
-    except OSError as e:
-        raise UsageError(f"cannot create output folder {folder}: {e.strerror or e}") from None
-    if not folder.is_dir():
-        raise UsageError(f"output folder {folder} exists and is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fastsep-write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UsageError(f"output folder {folder} is not writable: {e.strerror or e}") from None
-
-
-#: Extensions besides audio.CODECS' own that name a codec's container just as well (-f may spell them out).
-EXTENSION_ALIASES = {"ogg": ("oga",), "opus": ("ogg",), "m4a": ("mp4",)}
-
-
-def codec_extensions(codec: str) -> tuple:
-    from .audio import CODECS
-
-    return (CODECS[codec][2],) + EXTENSION_ALIASES.get(codec, ())
-
-
-def resolved_folder(folder: pathlib.Path) -> str:
-    """The real path of an output folder (links followed, whether or not it exists yet)."""
-    return os.path.realpath(folder)
-
-
-def check_inside(target: pathlib.Path, root: str, out_dir: pathlib.Path, owner: str) -> None:
-    """Refuse (UsageError) a planned output whose real path is not strictly inside ``root`` (the real ``out_dir``).
-
-    Links in existing parents (and the target itself) are followed: the check is on where the write would land."""
-    try:
-        real = os.path.realpath(target)
-    except ValueError as e:  # an embedded NUL byte
-        raise UsageError(f"output {_quote(target)} of {owner} is not a valid path ({e})") from None
-    if real == root or os.path.commonpath([real, root]) != root:
-        via = f" (through a link: {_quote(real)})" if real != os.path.abspath(target) else ""
-        raise UsageError(f"output {_quote(target)} of {owner} is outside the output folder {out_dir}{via}")
-
-
-def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: str, root: str | None = None) -> dict:
-    """{instrument: output path} for input ``inp``, each inside ``out_dir`` with the codec's extension.
-
-    Raises UsageError when a path leaves the output folder (resolved: ``root``), when two stems share a path, or when
-    the file name's extension is not the codec's."""
-    root = root or resolved_folder(out_dir)
-    p = pathlib.Path(inp)
-    # abspath drops "." and ".." lexically, so {foldername} is a real folder's name as typed, never ".."
-    fields = dict(filename=p.stem if p.name else "audio", foldername=pathlib.Path(os.path.abspath(p)).parent.name,
-                  codec=codec)
-    paths = {}
-    seen = {}
-    for inst in instruments:
-        rel = fmt.format(instrument=inst, **fields)
-        target = pathlib.Path(os.path.normpath(out_dir / rel))
-        check_inside(target, root, out_dir, f"{inp} (-f/--filename_format {_quote(fmt)})")
-        ext = target.suffix.lower().lstrip(".")
-        if ext not in codec_extensions(codec):
-            raise UsageError(f"-f/--filename_format {_quote(fmt)} gives {_quote(target.name)} an extension that is not "
-                             f"-c {codec}'s ({' or '.join('.' + e for e in codec_extensions(codec))}): end it with "
-                             "'.{codec}' or give the -c of its extension")
-        if target in seen:
-            raise UsageError(f"-f/--filename_format {_quote(fmt)} maps stems {_quote(seen[target])} and {_quote(inst)} "
-                             f"of {inp} to the same file {target}: add {{instrument}}")
-        seen[target] = inst
-        paths[inst] = target
-    return paths
-
-
-def plan_outputs(inputs, out_dir: pathlib.Path, fmt: str, instruments, codec: str) -> list:
-    """output_paths of every input; no output may be an input (itself, or through a link) nor shared by two inputs."""
-    root = resolved_folder(out_dir)
-    plans = [output_paths(f, out_dir, fmt, instruments, codec, root) for f in inputs]
-    input_ids = {}
-    for f in inputs:
-        try:
-            st = os.stat(f)
-            input_ids[(st.st_dev, st.st_ino)] = f
-        except (OSError, ValueError):
-            pass  # a missing input is reported when it is read
-    owner = {}
-    for f, paths in zip(inputs, plans):
-        for target in paths.values():
-            try:
-                st = os.stat(target)
-                source = input_ids.get((st.st_dev, st.st_ino))
-            except OSError:
-                source = None
-            if source is not None:
-                raise UsageError(f"output {target} of {f} is the input {source}: choose another -o or -f")
-            key = os.path.realpath(target)
-            if key in owner:
-                raise UsageError(f"{owner[key]} and {f} would both write {target}: use -f with {{foldername}} "
-                                 "or separate them in two runs")
-            owner[key] = f
-    return plans
-
-
-def missing_folders(paths, out_dir: pathlib.Path) -> list:
-    """Folders that writing ``paths`` (and ``out_dir``) would create, deepest first: a run removes those it leaves
-    empty."""
-    missing = set()
-    for chain in [[out_dir, *out_dir.parents]] + [pathlib.Path(p).parents for p in paths]:
-        for folder in chain:
-            if folder.exists() or folder.is_symlink():
-                break
-            missing.add(folder)
-    return sorted(missing, key=lambda f: len(f.absolute().parts), reverse=True)
-
-
-def remove_empty(folders) -> None:
-    for folder in folders:
-        try:
-            folder.rmdir()  # only ever removes an empty folder
-        except OSError:
-            pass
-
-
-def resolve_model(model: str, config):
-    """Spleeter's ``-p config.json``: the JSON is the config and its ``model_dir`` the checkpoint.
-
-    ``model_dir`` is looked up as a path (as given, then beside the JSON), then under ``$MODEL_PATH`` (default
-    ``./pretrained_models``), then as a stock name (downloaded if needed).  Other models pass through unchanged.
-    """
-    import json
-
-    if config is not None or not model.lower().endswith(".json") or not os.path.isfile(model):
-        return model, config
-    try:
-        with open(model, encoding="utf-8") as f:
-            params = json.load(f)
-        model_dir = str(params["model_dir"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"cannot read model_dir from Spleeter config {model}: {e}") from None
-    from .models import download
-
-    base = os.path.dirname(os.path.abspath(model))
-    spleeter_home = os.environ.get("MODEL_PATH") or "pretrained_models"
-    for cand in (model_dir, os.path.join(base, model_dir), os.path.join(spleeter_home, model_dir)):
-        if os.path.isdir(cand):
-            return cand, model
-    if download.is_stock(model_dir):
-        return model_dir, model
-    raise UsageError(f"model_dir {model_dir!r} of {model} not found (as a path, beside the config or under "
-                     f"{spleeter_home})")
-
-
-def _instruments_hint(model: str, config) -> tuple | None:
-    """Stems of a stock model or explicit config, known without loading any weights (None otherwise).
-
-    Also rejects, before anything is loaded, a model that is neither a stock name nor an existing path."""
-    from .models import config as configs
-    from .models import download
-
-    if not os.path.exists(model) and not download.is_stock(model):
-        raise UsageError(f"unknown model {model!r}: not a stock model ({', '.join(configs.STOCK_NAMES)}) nor an "
-                         "existing checkpoint folder, .safetensors or .onnx file")
-    try:
-        if config is not None:
-            return tuple(configs.load(config).instruments)
-        if download.is_stock(model) and not os.path.exists(model):
-            return tuple(configs.stock(model).instruments)
-    except FastsepError:
-        return None  # let the Separator report it
-    return None
-
-
-def _make_separator(model: str, config, backend: str, con: Console, precision: str | None = None,
-                    mwf: bool = False):
-    from . import Separator
-    from .models import download
-
-    if not os.path.exists(model) and download.is_stock(model) and download.find_model(model) is None:
-        download.ensure_model(model, progress=_download_progress(con, f"downloading {model}"),
-                              log=lambda m: con.print(m))
-        con.done()
-    return Separator(model, config=config, backend=backend, precision=precision, mwf=mwf)
-
-
-def _fmt_s(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(seconds + 0.5), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-
 def cmd_separate(args, con: Console) -> int:
-    from . import audio
+    from . import audio, backends
+    from .models.source import resolve
 
     audio.silence_ffmpeg_logs()
-    if args.mwf and args.backend not in ("auto", "onnxruntime"):
-        raise UsageError("--mwf runs in the CPU pipeline only: use --backend onnxruntime (or auto)")
+    if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
+        raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
     codec = args.codec.lower()
     if codec not in audio.CODECS:
         raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
@@ -498,9 +180,9 @@ def cmd_separate(args, con: Console) -> int:
     if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
         raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
     check_duration(args.duration)
-    _check_format(args.filename_format)
+    check_format(args.filename_format)
     out_dir = pathlib.Path(args.output_path)
-    _precheck_output(out_dir)
+    precheck_output(out_dir)
 
     inputs = []
     seen_inputs = set()
@@ -512,16 +194,10 @@ def cmd_separate(args, con: Console) -> int:
         seen_inputs.add(key)
         inputs.append(f)
 
-    args.model, args.config = resolve_model(args.model, args.config)
-    # Stock models and explicit configs name their stems without loading weights: the whole output plan is checked
-    # first.  For other models a stand-in stem checks all that does not depend on the names before the load.
-    hint = _instruments_hint(args.model, args.config)
-    plans = plan_outputs(inputs, out_dir, args.filename_format, hint or (ANY_STEM,), codec)
-    sep = None
-    if hint is None:
-        sep = _make_separator(args.model, args.config, args.backend, con, args.precision, args.mwf)
-        plans = plan_outputs(inputs, out_dir, args.filename_format, tuple(sep.instruments), codec)
-    instruments = hint or tuple(sep.instruments)
+    # The resolver reads every model's config without its weights: the whole output plan is checked first.
+    source = resolve(args.model, args.config)
+    instruments = source.config.instruments
+    plans = plan_outputs(inputs, out_dir, args.filename_format, instruments, codec)
 
     todo, skipped = [], 0
     for f, paths in zip(inputs, plans):
@@ -535,11 +211,7 @@ def cmd_separate(args, con: Console) -> int:
             con.print(f"{f}: keeping {len(existing)} existing output(s); writing the missing ones")
         todo.append((f, paths))
 
-    if todo and sep is None:
-        sep = _make_separator(args.model, args.config, args.backend, con, args.precision, args.mwf)
-        if tuple(sep.instruments) != tuple(instruments):
-            raise UsageError(f"model {args.model} has stems {', '.join(sep.instruments)}, expected "
-                             f"{', '.join(instruments)}")
+    sep = load_separator(source, args.backend, con, args.precision, args.mwf) if todo else None
     rate = int(sep.config.sample_rate) if sep is not None else 44100
     created = missing_folders([t for _, paths in todo for t in paths.values()], out_dir)
 
@@ -609,7 +281,7 @@ def cmd_separate(args, con: Console) -> int:
     worker = threading.Thread(target=decoder, name="fastsep-decode", daemon=True)
     writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastsep-write")
     try:
-        _check_writable(out_dir)
+        check_writable(out_dir)
         if n:
             worker.start()
         while n:
@@ -634,11 +306,11 @@ def cmd_separate(args, con: Console) -> int:
             def progress(done, total, label=label):
                 frac = done / total if total else 1.0
                 overall = (state["done_files"] + frac) / n
-                con.status(f"{label} {_bar(frac, 16)} {done}/{total} segments | all {_bar(overall, 12)} "
+                con.status(f"{label} {bar(frac, 16)} {done}/{total} segments | all {bar(overall, 12)} "
                            f"{overall * 100:3.0f}%", force=done == total)
 
             if not con.tty:
-                con.print(f"{label}: separating {_fmt_s(seconds)} of audio")
+                con.print(f"{label}: separating {fmt_seconds(seconds)} of audio")
             progress(0, 1)
             t0 = time.monotonic()
             try:
@@ -656,7 +328,7 @@ def cmd_separate(args, con: Console) -> int:
             del x
             dt = time.monotonic() - t0
             state["done_files"] += 1
-            con.print(f"{label}: separated in {_fmt_s(dt)} ({seconds / max(dt, 1e-9):.1f}x real time) -> "
+            con.print(f"{label}: separated in {fmt_seconds(dt)} ({seconds / max(dt, 1e-9):.1f}x real time) -> "
                       f"{_common_parent(paths.values())}")
             # keep at most two files' stems waiting to be written
             while len(pending) >= 2:
@@ -687,7 +359,7 @@ def cmd_separate(args, con: Console) -> int:
     if skipped:
         parts.append(f"{skipped} skipped")
     where = f"; outputs in {out_dir.absolute()}" if ok or skipped else ""
-    con.print(f"done in {_fmt_s(total_time)}: {', '.join(parts)}{where}", always=bool(failed))
+    con.print(f"done in {fmt_seconds(total_time)}: {', '.join(parts)}{where}", always=bool(failed))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -730,7 +402,7 @@ def cmd_download(args, con: Console) -> int:
                 print(found)
                 continue
         folder = download.download(key, force=args.force, archive=args.archive,
-                                   progress=_download_progress(con, f"downloading {key}"),
+                                   progress=download_progress(con, f"downloading {key}"),
                                    log=lambda m: con.print(m))
         con.done()
         con.print(f"{key}: installed in {folder}")
@@ -813,6 +485,7 @@ def cmd_bench(args, con: Console) -> int:
 
 
 COMMANDS = {
+    "backends": cmd_backends,
     "build": cmd_build,
     "bench": cmd_bench,
     "separate": cmd_separate,

@@ -13,6 +13,10 @@ class InputError(FastsepError):
     """Audio input that cannot be separated (empty, NaN/Inf, wrong shape)."""
 
 
+class UsageError(FastsepError):
+    """Bad options or setup found before any work starts (the CLI exits 2)."""
+
+
 class MissingDependencyError(FastsepError):
     """An optional dependency is not installed."""
 

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from .errors import FastsepError, InputError, MissingDependencyError
+from .errors import FastsepError, InputError, MissingDependencyError, UsageError
 
 METRICS = ("SDR", "SIR", "SAR", "ISR")
 MUSDB_STEMS = ("drums", "bass", "other", "vocals")
@@ -192,7 +192,7 @@ def format_table(scores: dict, title: str) -> str:
 def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
     """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` and none of them a file
     that a track reads (else UsageError)."""
-    from .cli import UsageError, check_inside, resolved_folder
+    from .outputs import check_inside, resolved_folder
 
     root = resolved_folder(out_dir)
     inputs = {_file_id(f): f for track in tracks for f in track.files()}
@@ -223,20 +223,21 @@ def _file_id(path) -> tuple | None:
 
 def run_cli(args, con) -> int:
     from . import audio
-    from .cli import (ANY_STEM, _make_separator, _precheck_output, check_duration, missing_folders, remove_empty,
-                      resolve_model)
+    from .console import load_separator
+    from .models.source import resolve
+    from .outputs import check_duration, missing_folders, precheck_output, remove_empty
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
     tracks = find_tracks(args.inputs)
     check_duration(args.duration)
     out_dir = pathlib.Path(args.output_path) if args.output_path else None
-    if out_dir is not None:
-        _precheck_output(out_dir)
-        output_paths(tracks, out_dir, (ANY_STEM,))  # track names checked before the model loads
-    model, config = resolve_model(args.model, args.config)
-    sep = _make_separator(model, config, args.backend, con)
-    plans = output_paths(tracks, out_dir, sep.instruments) if out_dir is not None else {}
+    source = resolve(args.model, args.config)
+    plans = {}
+    if out_dir is not None:  # checked whole before the model loads
+        precheck_output(out_dir)
+        plans = output_paths(tracks, out_dir, source.config.instruments)
+    sep = load_separator(source, args.backend, con)
     created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
     try:
         return _evaluate_tracks(args, con, sep, tracks, plans)

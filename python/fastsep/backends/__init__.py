@@ -70,7 +70,7 @@ register(Backend(
     factory="onnxruntime:create", exact=True))
 register(Backend(
     "torch", "PyTorch U-Net: inside the CUDA pipeline where a GPU is present, else on the CPU",
-    devices=("cuda", "cpu"), precisions=("fp32", "fp16"), needs=("torch",), extra="torch",
+    devices=("cuda", "cpu"), precisions=("fp32", "fp16", "bf16"), needs=("torch",), extra="torch",
     factory="torch_unet:create", accepts=("stock", "checkpoint", "safetensors")))
 register(Backend(
     "tensorrt", "a TensorRT / TensorRT-RTX engine inside the CUDA pipeline (built and cached on first use)",

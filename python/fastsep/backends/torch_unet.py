@@ -1,4 +1,4 @@
-"""The U-Nets of all stems in PyTorch (SPLEETER.md section 3), from the same weights as the ONNX export.
+"""The U-Nets of all stems in PyTorch, generated from models/unet_spec.py (the same description as the ONNX export).
 
 Two ways to run it, one module:
 
@@ -9,14 +9,17 @@ Two ways to run it, one module:
   place, on the pipeline's CUDA stream (torch.cuda.ExternalStream), with no host synchronisation; optionally
   replayed from one CUDA graph per batch size.
 
-Layouts (TensorFlow -> PyTorch, SPLEETER.md section 4): Conv2d weight = k.transpose(3, 2, 0, 1); ConvTranspose2d
-weight (in, out, kh, kw) = k.transpose(3, 2, 0, 1). 'same' stride-2 convs pad 1 before / 2 after; 'same' stride-2
-transposed convs keep [1, 1 + 2n) of the full output; the final 4x4 dilation-2 conv pads 3 on each side.
+Built for speed, with the same function:
 
-``stems="loop"`` (DEFAULT_STEMS_MODE) runs one U-Net after the other; ``stems="grouped"`` runs all stems' U-Nets as
-one network of grouped convolutions (one kernel launch per layer for every stem). Both compute the same thing; on
-the CPU the loop is faster (2stems, 1 segment: 4.0 s vs 6.5 s on 2 cores); benchmarks/gpu_throughput.py
---stems-modes compares them on a GPU.
+* weights folded exactly at load time (unet_spec.fold, float64 then one cast): each decoder BN's scale goes into
+  the next layer's input channels; what cannot fold (encoder BN, decoder shift) is one scale/shift next to the
+  activation, which ``compile=True`` (torch.compile) fuses into one elementwise kernel;
+* ``channels_last=True`` runs every layer in NHWC (tensor-core convolutions); the I/O stays (B, 2, T, F) and
+  (B, S, 2, T, F), converted at the edges;
+* ``stems="loop"`` (DEFAULT_STEMS_MODE) runs one U-Net after the other; ``stems="grouped"`` runs all stems' U-Nets
+  as one network of grouped convolutions (one kernel launch per layer for every stem). On the CPU the loop is
+  faster (2stems, 1 segment: 4.0 s vs 6.5 s on 2 cores); benchmarks/gpu_throughput.py compares them on a GPU;
+* precision fp32 (TF32 off), fp16 (GPU) or bf16; the mask head always runs in float32.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from typing import Optional
 import numpy as np
 
 from ..errors import FastsepError, MissingDependencyError, ModelError
+from ..models import unet_spec as spec
 from ..models.config import ModelConfig
-from ..models.weights import layer_names
 
-BN_EPSILON = 1e-3  # Keras default
 DEFAULT_STEMS_MODE = "loop"
+PRECISIONS = ("fp32", "fp16", "bf16")
+LAYER_SPANS = False  # benchmarks/gpu_throughput.py --profile: name each layer in torch.profiler (eager runs)
 
 
 def import_torch():
@@ -42,116 +46,149 @@ def import_torch():
     return torch
 
 
-def _bn_affine(w: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inference batch norm as y = x * scale + shift (float64 folding, then float32)."""
-    g, b, m, v = (w[f"{name}/{s}"].astype(np.float64) for s in ("gamma", "beta", "moving_mean", "moving_variance"))
-    scale = g / np.sqrt(v + BN_EPSILON)
-    return scale.astype(np.float32), (b - m * scale).astype(np.float32)
+def _activation(torch, kind: str, inplace: bool):
+    """The activation as a function of one tensor (in place when asked: it then returns its argument)."""
+    F = torch.nn.functional
+    if kind == "ReLU":
+        return F.relu_ if inplace else F.relu
+    if kind == "ELU":
+        return (lambda x: F.elu_(x, spec.ELU_ALPHA)) if inplace else (lambda x: F.elu(x, spec.ELU_ALPHA))
+    return lambda x: F.leaky_relu(x, spec.LEAKY_RELU_ALPHA, inplace=inplace)
 
 
-def _stacked_params(cfg: ModelConfig, w: dict) -> dict[str, np.ndarray]:
-    """PyTorch-layout parameters of every layer, stems stacked along the output channels (grouped layout)."""
-    S = cfg.n_stems
-    names = [layer_names(cfg, s) for s in range(S)]
-    p = {}
+def _span(torch, name: str):
+    return torch.profiler.record_function(name) if LAYER_SPANS else contextlib.nullcontext()
 
-    def cat(key_fn, transform=lambda a: a):
-        return np.ascontiguousarray(np.concatenate([transform(w[key_fn(n)]) for n in names], axis=0))
 
-    for k in range(6):
-        p[f"conv{k}.weight"] = cat(lambda n: n["conv"][k] + "/kernel", lambda a: a.transpose(3, 2, 0, 1))
-        p[f"conv{k}.bias"] = cat(lambda n: n["conv"][k] + "/bias")
-        # ConvTranspose2d with groups: weight (in_total, out_per_group, kh, kw): stems stacked along "in"
-        p[f"deconv{k}.weight"] = cat(lambda n: n["deconv"][k] + "/kernel", lambda a: a.transpose(3, 2, 0, 1))
-        p[f"deconv{k}.bias"] = cat(lambda n: n["deconv"][k] + "/bias")
-        if k < 5:
-            aff = [_bn_affine(w, n["enc_bn"][k]) for n in names]
-            p[f"enc_bn{k}.scale"] = np.concatenate([a[0] for a in aff])
-            p[f"enc_bn{k}.shift"] = np.concatenate([a[1] for a in aff])
-        aff = [_bn_affine(w, n["dec_bn"][k]) for n in names]
-        p[f"dec_bn{k}.scale"] = np.concatenate([a[0] for a in aff])
-        p[f"dec_bn{k}.shift"] = np.concatenate([a[1] for a in aff])
-    p["final.weight"] = cat(lambda n: n["final"] + "/kernel", lambda a: a.transpose(3, 2, 0, 1))
-    p["final.bias"] = cat(lambda n: n["final"] + "/bias")
-    return p
+def _stack(arrays: list[np.ndarray], torch, per_channel: bool = False):
+    """Stems' arrays stacked along dim 0 (their output channels, or a transposed kernel's input channels), as a
+    float64 tensor; per-channel vectors shaped (1, C, 1, 1) to broadcast over NCHW."""
+    t = torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays, axis=0)))
+    return t.view(1, -1, 1, 1) if per_channel else t
+
+
+def _make_group(torch, unets: list[spec.UNet], folded: list[spec.FoldedUNet]):
+    """The U-Nets of some stems as one module of grouped convolutions: (B, C, T, F) -> logits (B, G*C, T, F)."""
+    from torch import nn
+
+    F = torch.nn.functional
+    G = len(unets)
+    u = unets[0]  # every stem has the same layers; only the weights differ
+
+    def pad4(c: spec.Conv):
+        return (c.pad[0], c.pad[1], c.pad[0], c.pad[1])
+
+    class Group(nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k, e in enumerate(u.encoder):
+                self.register_buffer(f"enc{k}_w", _stack([f.encoder[k].kernel for f in folded], torch))
+                self.register_buffer(f"enc{k}_b", _stack([f.encoder[k].bias for f in folded], torch))
+                if e.feeds_next:
+                    self.register_buffer(f"enc{k}_scale", _stack([f.encoder[k].scale for f in folded], torch, True))
+                    self.register_buffer(f"enc{k}_shift", _stack([f.encoder[k].shift for f in folded], torch, True))
+            for k in range(len(u.decoder)):
+                self.register_buffer(f"dec{k}_w", _stack([f.decoder[k].kernel for f in folded], torch))
+                self.register_buffer(f"dec{k}_b", _stack([f.decoder[k].bias for f in folded], torch))
+                self.register_buffer(f"dec{k}_shift", _stack([f.decoder[k].shift for f in folded], torch, True))
+                if any(f.decoder[k].scale is not None for f in folded):  # a stem whose scale could not fold
+                    self.register_buffer(f"dec{k}_scale", _stack([_unfolded_scale(f.decoder[k]) for f in folded],
+                                                                 torch, True))
+            self.register_buffer("final_w", _stack([f.final_kernel for f in folded], torch))
+            self.register_buffer("final_b", _stack([f.final_bias for f in folded], torch))
+            self.enc_act = [_activation(torch, e.activation, inplace=True) for e in u.encoder]
+            self.dec_act = [_activation(torch, d.activation, inplace=False) for d in u.decoder]
+
+        def forward(self, x):
+            raw, h = [], x  # raw: the encoder conv outputs, before BN (the skips)
+            for k, e in enumerate(u.encoder):
+                with _span(torch, f"enc{k}"):
+                    raw.append(self._encode(k, e, h))
+                    if e.feeds_next:
+                        h = self.enc_act[k](torch.addcmul(getattr(self, f"enc{k}_shift"), raw[-1],
+                                                          getattr(self, f"enc{k}_scale")))
+            h = raw[u.decoder_input]
+            for k, d in enumerate(u.decoder):
+                with _span(torch, f"dec{k}"):
+                    up = self._decode(k, d, h)
+                    h = up if d.skip is None else _concat_per_stem(torch, raw[d.skip], up, G)
+            with _span(torch, "final"):
+                c = u.final
+                if c.pad[0] == c.pad[1]:  # symmetric: the convolution pads, no padded copy
+                    return F.conv2d(h, self.final_w, self.final_b, padding=c.pad[0], dilation=c.dilation, groups=G)
+                return F.conv2d(F.pad(h, pad4(c)), self.final_w, self.final_b, dilation=c.dilation, groups=G)
+
+        def _encode(self, k: int, e: spec.EncoderLayer, h):
+            c = e.conv
+            groups = 1 if k == 0 else G  # the first layer reads the input every stem shares: one plain conv
+            return F.conv2d(F.pad(h, pad4(c)), getattr(self, f"enc{k}_w"), getattr(self, f"enc{k}_b"),
+                            stride=c.stride, dilation=c.dilation, groups=groups)
+
+        def _decode(self, k: int, d: spec.DecoderLayer, h):
+            c = d.deconv
+            full = F.conv_transpose2d(h, getattr(self, f"dec{k}_w"), getattr(self, f"dec{k}_b"), stride=c.stride,
+                                      groups=G)
+            up = self.dec_act[k](full[:, :, c.crop[0]:full.shape[2] - c.crop[1], c.crop[0]:full.shape[3] - c.crop[1]])
+            scale = getattr(self, f"dec{k}_scale", None)
+            if scale is None:  # the BN scale is in the next layer's weights
+                return up.add_(getattr(self, f"dec{k}_shift"))
+            return torch.addcmul(getattr(self, f"dec{k}_shift"), up, scale)
+
+    return Group()
+
+
+def _unfolded_scale(d: spec.FoldedDecoder) -> np.ndarray:
+    return np.ones_like(d.shift) if d.scale is None else d.scale
+
+
+def _concat_per_stem(torch, skip, up, G: int):
+    """Per stem concat([skip, up]) along channels, stems kept as consecutive channel groups (NCHW or NHWC)."""
+    if G == 1:
+        return torch.cat([skip, up], dim=1)
+    B, _, H, W = up.shape
+    if skip.is_contiguous() and up.is_contiguous():
+        return torch.cat([skip.view(B, G, -1, H, W), up.view(B, G, -1, H, W)], dim=2).view(B, -1, H, W)
+    # channels_last: channels are innermost, so the stem groups are a split of the last dimension
+    nhwc = [t.permute(0, 2, 3, 1).reshape(B, H, W, G, -1) for t in (skip, up)]
+    return torch.cat(nhwc, dim=4).view(B, H, W, -1).permute(0, 3, 1, 2)
 
 
 def _make_module(cfg: ModelConfig, variables: dict, stems: str):
+    """All stems' U-Nets and the mask head: magnitudes (B, C, T, F) float32 -> estimates (B, S, C, T, F) float32.
+    Buffers are float64 here: the caller casts them once to the compute dtype (one rounding of the folded
+    weights)."""
     torch = import_torch()
-    import torch.nn.functional as F
     from torch import nn
 
     if stems not in ("grouped", "loop"):
         raise FastsepError(f"stems must be 'grouped' or 'loop', not {stems!r}")
-    S = cfg.n_stems
-    filters = cfg.conv_n_filters
-    params = _stacked_params(cfg, variables)
-
-    def activation(kind: str):
-        if kind == "ReLU":
-            return F.relu
-        if kind == "ELU":
-            return F.elu
-        return lambda x: F.leaky_relu(x, 0.2)
-
-    act_c, act_d = activation(cfg.conv_activation), activation(cfg.deconv_activation)
-    dec_out = (filters[4], filters[3], filters[2], filters[1], filters[0], 1)
+    net = spec.network_spec(cfg)
+    folded = [spec.fold(u, variables, np.float64) for u in net.unets]
+    index_groups = [list(range(net.n_stems))] if stems == "grouped" else [[s] for s in range(net.n_stems)]
 
     class UNets(nn.Module):
-        """All stems' U-Nets: (B, 2, T, F) -> logits (B, S, 2, T, F)."""
-
         def __init__(self):
             super().__init__()
-            for name, value in params.items():
-                self.register_buffer(name.replace(".", "_"), torch.from_numpy(value.copy()))
-            self.grouped = stems == "grouped"
+            self.groups = nn.ModuleList(
+                _make_group(torch, [net.unets[s] for s in ix], [folded[s] for s in ix])
+                for ix in index_groups)
 
-        def p(self, name):
-            return getattr(self, name.replace(".", "_"))
+            self.channels_last = False  # set with the buffers' format by TorchRunner
 
-        def _slice(self, name, s, n):
-            return self.p(name)[s * n:(s + 1) * n]
-
-        @staticmethod
-        def _affine(x, scale, shift):
-            return torch.addcmul(shift[None, :, None, None], x, scale[None, :, None, None])
-
-        def _net(self, x, s: Optional[int]):
-            """One stem's U-Net (s) or all stems grouped (s None): (B, C, T, F) -> logits (B, S or 1, 2, T, F)."""
-            G = S if s is None else 1
-
-            def W(name, n):  # parameter rows of this stem (n rows per stem), or all of them
-                return self.p(name) if s is None else self._slice(name, s, n)
-
-            skips, h = [], x
-            for k in range(6):
-                groups = 1 if k == 0 else G  # the first conv reads the shared input: one ungrouped conv
-                c = F.conv2d(F.pad(h, (1, 2, 1, 2)), W(f"conv{k}.weight", filters[k]), W(f"conv{k}.bias", filters[k]),
-                             stride=2, groups=groups)
-                skips.append(c)
-                if k < 5:  # the 6th encoder BN + activation are unused in Spleeter
-                    h = act_c(self._affine(c, W(f"enc_bn{k}.scale", filters[k]), W(f"enc_bn{k}.shift", filters[k])))
-            h = skips[5]
-            for k in range(6):
-                cin = filters[5] if k == 0 else 2 * dec_out[k - 1]
-                u = F.conv_transpose2d(h, W(f"deconv{k}.weight", cin), W(f"deconv{k}.bias", dec_out[k]), stride=2,
-                                       groups=G)[:, :, 1:-2, 1:-2]
-                u = self._affine(act_d(u), W(f"dec_bn{k}.scale", dec_out[k]), W(f"dec_bn{k}.shift", dec_out[k]))
-                if k < 5:
-                    # per stem: concat([skip, up]) along channels, stems kept as channel groups
-                    B, _, Hh, Ww = u.shape
-                    sk = skips[4 - k]
-                    h = torch.cat([sk.view(B, G, -1, Hh, Ww), u.view(B, G, -1, Hh, Ww)], dim=2).view(B, -1, Hh, Ww)
+        def forward(self, x, out=None):
+            """x float32 (B, C, T, F); the network runs in the buffers' dtype and memory format."""
+            h = x.to(dtype=self.groups[0].enc0_w.dtype,
+                     memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            logits = [g(h) for g in self.groups]
+            with _span(torch, "mask"):
+                logits = logits[0] if len(logits) == 1 else torch.cat(logits, dim=1)
+                B, _, T, F = logits.shape
+                logits = logits.float().reshape(B, net.n_stems, net.in_channels, T, F)
+                if net.mask == "softmax":
+                    masks = torch.softmax(logits, dim=1)
                 else:
-                    h = u
-            logits = F.conv2d(h, W("final.weight", 2), W("final.bias", 2), padding=3, dilation=2, groups=G)
-            B, _, Tt, Ff = logits.shape
-            return logits.view(B, G, 2, Tt, Ff)
-
-        def forward(self, x):
-            if self.grouped:
-                return self._net(x, None)
-            return torch.cat([self._net(x, s) for s in range(S)], dim=1)
+                    masks = torch.sigmoid(logits)  # exact sigmoid: no flush to zero of tiny masks
+                return torch.mul(masks, x.unsqueeze(1), out=out)
 
     return UNets()
 
@@ -159,18 +196,20 @@ def _make_module(cfg: ModelConfig, variables: dict, stems: str):
 class TorchRunner:
     """All stems' U-Nets on PyTorch: magnitudes (B, 2, T, F) -> estimates (B, stems, 2, T, F), float32 I/O.
 
-    precision "fp32" (TF32 off, so results stay within float32 rounding of the reference) or "fp16" (weights and
-    convolutions in half precision, the mask and the product with the input in float32).
+    precision "fp32" (TF32 off, so results stay within float32 rounding of the reference), "fp16" (GPU only) or
+    "bf16": weights and convolutions in that type, the mask and the product with the input in float32.
+    channels_last: NHWC layers. compile: torch.compile the network (fuses the elementwise ops; the first call of
+    each batch size compiles it); a string is torch.compile's mode.
     """
 
     name = "torch"
 
     def __init__(self, cfg: ModelConfig, variables: dict[str, np.ndarray], device: str = "cpu",
                  precision: str = "fp32", stems: str | None = None, cuda_graphs: bool = False,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, channels_last: bool = False, compile: bool | str = False):
         torch = import_torch()
-        if precision not in ("fp32", "fp16"):
-            raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.torch = torch
         self.cfg = cfg
         self.precision = precision
@@ -180,13 +219,22 @@ class TorchRunner:
                 raise FastsepError("the PyTorch backend on the GPU needs a CUDA build of torch and a GPU: "
                                    "torch.cuda.is_available() is False")
         elif precision == "fp16":
-            raise FastsepError("fp16 needs the GPU (device='cuda'); use fp32 on the CPU")
+            raise FastsepError("fp16 needs the GPU (device='cuda'); use fp32 or bf16 on the CPU")
         if threads and self.device.type == "cpu":
             torch.set_num_threads(int(threads))
-        self.compute_dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.compute_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.stems_mode = stems or DEFAULT_STEMS_MODE
+        self.channels_last = bool(channels_last)
         module = _make_module(cfg, variables, self.stems_mode).to(self.device, self.compute_dtype)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        module.channels_last = self.channels_last
         self.module = module.eval()
+        self._net = self.module
+        if compile:
+            kwargs = {"mode": compile} if isinstance(compile, str) else {}
+            self._net = torch.compile(self.module, dynamic=False, **kwargs)
+        self.compiled = bool(compile)
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self._graphs: dict[int, object] = {}
         self._pipeline = None
@@ -196,12 +244,10 @@ class TorchRunner:
         """x (B, 2, T, F) float32 tensor on self.device -> estimates; written into `out` if given."""
         torch = self.torch
         with torch.inference_mode(), self._cudnn_flags():
-            logits = self.module(x.to(self.compute_dtype))
-            if self.cfg.model_type == "softmax_unet":
-                masks = torch.softmax(logits.float(), dim=1)
-            else:
-                masks = torch.sigmoid(logits.float())  # exact sigmoid, no flush to zero of tiny masks
-            return torch.mul(masks, x.unsqueeze(1), out=out)
+            if not self.compiled:
+                return self.module(x, out=out)
+            y = self._net(x)  # compiled graphs take no out= (one extra copy of the estimates)
+            return y if out is None else out.copy_(y)
 
     def _cudnn_flags(self):
         """cuDNN autotuning on; fp32 means fp32, so no TF32 tensor-core rounding (parity at > 60 dB). Scoped to
@@ -299,7 +345,7 @@ def device_tensor(torch, view, device):
 
 def create(source, options):
     """The registry's factory (backends/__init__.py): inside the CUDA pipeline where torch sees a GPU and fastsep
-    was built with CUDA, else a host runner on the CPU (fp32 only)."""
+    was built with CUDA, else a host runner on the CPU (fp32 or bf16)."""
     torch = import_torch()
     from .. import native
 
@@ -310,7 +356,7 @@ def create(source, options):
                              cuda_graphs=options.cuda_graphs)
         runner.attach(gpu)
         return runner, gpu
-    if options.precision != "fp32":
+    if options.precision == "fp16":
         why = native.unavailable_reason() or "torch.cuda.is_available() is False"
-        raise FastsepError(f"{options.precision} needs the GPU pipeline, which cannot run here: {why}")
-    return TorchRunner(cfg, variables, threads=options.threads), None
+        raise FastsepError(f"fp16 needs the GPU pipeline, which cannot run here: {why}")
+    return TorchRunner(cfg, variables, precision=options.precision, threads=options.threads), None

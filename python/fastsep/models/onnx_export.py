@@ -1,4 +1,4 @@
-"""The U-Nets of all stems as one ONNX graph, built with the onnx package alone (SPLEETER.md section 3).
+"""The U-Nets of all stems as one ONNX graph, built with the onnx package alone by walking models/unet_spec.py.
 
 Input  "magnitudes" (batch, 2, T, F) float32: stereo magnitude segments, NCHW.
 Output "estimates"  (batch, stems, 2, T, F) float32: every stem's estimated magnitude (unet: sigmoid mask times
@@ -16,11 +16,10 @@ import numpy as np
 from ..errors import ModelError
 from .config import ModelConfig
 from .files import atomic_path
-from .weights import layer_names
+from . import unet_spec as spec
 
 OPSET = 17
 INPUT, OUTPUT = "magnitudes", "estimates"
-BN_EPSILON = 1e-3  # Keras default
 
 
 class _Graph:
@@ -60,42 +59,36 @@ def _activation(g: _Graph, x: str, kind: str) -> str:
     if kind == "ReLU":
         return g.op("Relu", [x])
     if kind == "ELU":
-        return g.op("Elu", [x], alpha=1.0)
-    return g.op("LeakyRelu", [x], alpha=0.2)
+        return g.op("Elu", [x], alpha=spec.ELU_ALPHA)
+    return g.op("LeakyRelu", [x], alpha=spec.LEAKY_RELU_ALPHA)
 
 
-def _batch_norm(g: _Graph, x: str, w: dict, name: str) -> str:
-    p = [g.const(f"{name}/{v}", w[f"{name}/{v}"]) for v in ("gamma", "beta", "moving_mean", "moving_variance")]
-    return g.op("BatchNormalization", [x] + p, epsilon=BN_EPSILON)
+def _batch_norm(g: _Graph, x: str, bn: spec.BatchNorm, w: dict) -> str:
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
+    p = [g.const(f"{bn.name}/{n}", v) for n, v in zip(names, spec.bn_params(bn, w))]
+    return g.op("BatchNormalization", [x] + p, epsilon=bn.eps)
 
 
-def _unet_logits(g: _Graph, x: str, w: dict, cfg: ModelConfig, stem: int) -> str:
-    n = layer_names(cfg, stem)
-    # Encoder: 5x5 stride-2 'same' on even sizes pads 1 before, 2 after. Skips take the raw conv outputs.
-    skips, h = [], x
-    for k in range(6):
-        c = n["conv"][k]
-        kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))
-        bias = g.const(f"{c}/bias", w[f"{c}/bias"])
-        conv = g.op("Conv", [h, kernel, bias], kernel_shape=[5, 5], strides=[2, 2], pads=[1, 1, 2, 2])
-        skips.append(conv)
-        if k < 5:  # the 6th BN + activation exist in Spleeter but their output is unused
-            h = _activation(g, _batch_norm(g, conv, w, n["enc_bn"][k]), cfg.conv_activation)
-    # Decoder from the raw c6: ConvT -> activation -> BN -> concat([skip, up]). 'same' transposed conv keeps
-    # indices [1, 1 + 2n) of the full output: ONNX pads crop 1 before and 2 after.
-    h = skips[5]
-    for k in range(6):
-        c = n["deconv"][k]
-        kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))  # -> (in, out, kh, kw)
-        bias = g.const(f"{c}/bias", w[f"{c}/bias"])
-        up = g.op("ConvTranspose", [h, kernel, bias], kernel_shape=[5, 5], strides=[2, 2], pads=[1, 1, 2, 2])
-        up = _batch_norm(g, _activation(g, up, cfg.deconv_activation), w, n["dec_bn"][k])
-        h = g.op("Concat", [skips[4 - k], up], axis=1) if k < 5 else up
-    c = n["final"]
-    kernel = g.const(f"{c}/kernel", w[f"{c}/kernel"].transpose(3, 2, 0, 1))
-    bias = g.const(f"{c}/bias", w[f"{c}/bias"])
-    # 4x4 dilation-2 'same': effective kernel 7, pads 3 on each side.
-    return g.op("Conv", [h, kernel, bias], kernel_shape=[4, 4], dilations=[2, 2], pads=[3, 3, 3, 3])
+def _conv(g: _Graph, x: str, c: spec.Conv, w: dict) -> str:
+    weights = [x, g.const(f"{c.name}/kernel", spec.kernel(c, w)), g.const(f"{c.name}/bias", spec.bias(c, w))]
+    attrs = dict(kernel_shape=[c.kernel, c.kernel])
+    attrs.update({k: [v, v] for k, v in (("strides", c.stride), ("dilations", c.dilation)) if v != 1})
+    if c.transposed:  # ONNX ConvTranspose pads remove (crop) from the full output
+        return g.op("ConvTranspose", weights, pads=[c.crop[0], c.crop[0], c.crop[1], c.crop[1]], **attrs)
+    return g.op("Conv", weights, pads=[c.pad[0], c.pad[0], c.pad[1], c.pad[1]], **attrs)
+
+
+def _unet_logits(g: _Graph, x: str, w: dict, unet: spec.UNet) -> str:
+    raw, h = [], x  # raw: every encoder conv output (the skips)
+    for e in unet.encoder:
+        raw.append(_conv(g, h, e.conv, w))
+        if e.feeds_next:
+            h = _activation(g, _batch_norm(g, raw[-1], e.bn, w), e.activation)
+    h = raw[unet.decoder_input]
+    for d in unet.decoder:
+        up = _batch_norm(g, _activation(g, _conv(g, h, d.deconv, w), d.activation), d.bn, w)
+        h = up if d.skip is None else g.op("Concat", [raw[d.skip], up], axis=1)
+    return _conv(g, h, unet.final, w)
 
 
 def build_model(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str = "fp32"):
@@ -123,10 +116,11 @@ def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, e
     x = INPUT
     if precision == "fp16":
         x = g.op("Cast", [INPUT], to=TensorProto.FLOAT16)
+    net = spec.network_spec(cfg)
     axis1 = g.const("axes_1", np.array([1], dtype=np.int64), dtype=np.int64)
-    logits = [g.op("Unsqueeze", [_unet_logits(g, x, variables, cfg, s), axis1]) for s in range(cfg.n_stems)]
+    logits = [g.op("Unsqueeze", [_unet_logits(g, x, variables, u), axis1]) for u in net.unets]
     stacked = g.op("Concat", logits, axis=1)  # (batch, stems, 2, T, F)
-    if cfg.model_type == "softmax_unet":
+    if net.mask == "softmax":
         masks = g.op("Softmax", [stacked], axis=1)
     else:
         # 1 / (1 + exp(-x)) rather than Sigmoid: onnxruntime's Sigmoid flushes to 0 below about -17, where the

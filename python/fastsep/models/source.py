@@ -122,6 +122,10 @@ def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None
     spec = str(model)
     path = Path(spec)
     kind = kind_of(spec)
+    if kind != "stock" and not path.exists():
+        raise ModelError(f"unknown model {spec!r}: it does not exist as a file or folder, nor is it a stock model "
+                         f"({', '.join(configs.STOCK_NAMES)}) nor an existing checkpoint folder, Spleeter JSON config "
+                         "or model file")
     if kind == "engine":
         return _engine(spec, path, config)
     if kind == "onnx":
@@ -142,11 +146,8 @@ def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None
     if name is not None:
         cfg = configs.load(config) if config is not None else configs.stock(name)
         return ModelSource("stock", spec, cfg, config_spec=config)
-    if path.exists():
-        raise ModelError(f"{path} is not a model: expected a Spleeter checkpoint folder, a Spleeter JSON config, or "
-                         "a .safetensors, .onnx or .engine file")
-    raise ModelError(f"unknown model {spec!r}: choose one of {', '.join(configs.STOCK_NAMES)} or give a checkpoint "
-                     "folder, Spleeter JSON config or model file")
+    raise ModelError(f"{path} is not a model: expected a Spleeter checkpoint folder, a Spleeter JSON config, or "
+                     "a .safetensors, .onnx or .engine file")
 
 
 def _engine(spec: str, path: Path, config: Optional[str]) -> ModelSource:

@@ -1,0 +1,189 @@
+"""Where outputs go: the `-f` filename format, output folders, and the plan of every stem's path.
+
+Every output must land strictly inside the output folder (links followed), have its codec's extension, and never
+be one of the inputs; a plan is checked whole before any work starts. Shared by `fastsep separate`, `evaluate`
+and the Spleeter-compatible API.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import string
+import tempfile
+
+from .errors import UsageError
+
+FORMAT_FIELDS = ("filename", "foldername", "instrument", "codec")
+DEFAULT_FORMAT = "{filename}/{instrument}.{codec}"
+MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integers
+
+
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not 0 < duration <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-d/--duration must be > 0 and at most {MAX_SECONDS:g} s (got {duration:g})")
+
+
+def _quote(text, limit: int = 100) -> str:
+    """repr() of a user- or model-supplied string, cut short: error lines stay one short line."""
+    r = repr(str(text))
+    return r if len(r) <= limit else r[:limit] + "...'"
+
+
+def check_format(fmt: str) -> None:
+    """``-f`` names a file and uses only the plain FORMAT_FIELDS (else UsageError)."""
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError as e:
+        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {e}") from None
+    plain = ", ".join("{" + x + "}" for x in FORMAT_FIELDS)
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        base = field.split(".")[0].split("[")[0]
+        if base in FORMAT_FIELDS and (field != base or spec or conversion):
+            # str.format would honour them: a width spec alone can ask for gigabytes
+            raise UsageError(f"bad -f/--filename_format: {_quote(written)} is not allowed; only the plain fields "
+                             f"{plain} (no format specs, conversions, attributes or indexes)")
+        if field not in FORMAT_FIELDS:
+            what = "a positional {}" if field == "" or field.isdigit() else written
+            raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: {what} is not a field (use {plain})")
+    if not fmt.strip() or fmt.endswith(("/", os.sep)):
+        raise UsageError(f"bad -f/--filename_format {_quote(fmt)}: it must name a file")
+
+
+def precheck_output(folder: pathlib.Path) -> None:
+    """Fail early (before loading a model) for an output folder that cannot be created or written; creates nothing."""
+    p = folder.absolute()
+    while not p.exists():
+        if p.is_symlink():
+            raise UsageError(f"output folder {folder}: {p} is a broken link")
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"output folder {folder} cannot be created: {p} is not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {folder} is not writable ({p}: permission denied)")
+
+
+def check_writable(folder: pathlib.Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"output folder {folder} exists and is not a folder") from None
+    except OSError as e:
+        raise UsageError(f"cannot create output folder {folder}: {e.strerror or e}") from None
+    if not folder.is_dir():
+        raise UsageError(f"output folder {folder} exists and is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fastsep-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"output folder {folder} is not writable: {e.strerror or e}") from None
+
+
+#: Extensions besides audio.CODECS' own that name a codec's container just as well (-f may spell them out).
+EXTENSION_ALIASES = {"ogg": ("oga",), "opus": ("ogg",), "m4a": ("mp4",)}
+
+
+def codec_extensions(codec: str) -> tuple:
+    from .audio import CODECS
+
+    return (CODECS[codec][2],) + EXTENSION_ALIASES.get(codec, ())
+
+
+def resolved_folder(folder: pathlib.Path) -> str:
+    """The real path of an output folder (links followed, whether or not it exists yet)."""
+    return os.path.realpath(folder)
+
+
+def check_inside(target: pathlib.Path, root: str, out_dir: pathlib.Path, owner: str) -> None:
+    """Refuse (UsageError) a planned output whose real path is not strictly inside ``root`` (the real ``out_dir``).
+
+    Links in existing parents (and the target itself) are followed: the check is on where the write would land."""
+    try:
+        real = os.path.realpath(target)
+    except ValueError as e:  # an embedded NUL byte
+        raise UsageError(f"output {_quote(target)} of {owner} is not a valid path ({e})") from None
+    if real == root or os.path.commonpath([real, root]) != root:
+        via = f" (through a link: {_quote(real)})" if real != os.path.abspath(target) else ""
+        raise UsageError(f"output {_quote(target)} of {owner} is outside the output folder {out_dir}{via}")
+
+
+def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: str, root: str | None = None) -> dict:
+    """{instrument: output path} for input ``inp``, each inside ``out_dir`` with the codec's extension.
+
+    Raises UsageError when a path leaves the output folder (resolved: ``root``), when two stems share a path, or when
+    the file name's extension is not the codec's."""
+    root = root or resolved_folder(out_dir)
+    p = pathlib.Path(inp)
+    # abspath drops "." and ".." lexically, so {foldername} is a real folder's name as typed, never ".."
+    fields = dict(filename=p.stem if p.name else "audio", foldername=pathlib.Path(os.path.abspath(p)).parent.name,
+                  codec=codec)
+    paths = {}
+    seen = {}
+    for inst in instruments:
+        rel = fmt.format(instrument=inst, **fields)
+        target = pathlib.Path(os.path.normpath(out_dir / rel))
+        check_inside(target, root, out_dir, f"{inp} (-f/--filename_format {_quote(fmt)})")
+        ext = target.suffix.lower().lstrip(".")
+        if ext not in codec_extensions(codec):
+            raise UsageError(f"-f/--filename_format {_quote(fmt)} gives {_quote(target.name)} an extension that is not "
+                             f"-c {codec}'s ({' or '.join('.' + e for e in codec_extensions(codec))}): end it with "
+                             "'.{codec}' or give the -c of its extension")
+        if target in seen:
+            raise UsageError(f"-f/--filename_format {_quote(fmt)} maps stems {_quote(seen[target])} and {_quote(inst)} "
+                             f"of {inp} to the same file {target}: add {{instrument}}")
+        seen[target] = inst
+        paths[inst] = target
+    return paths
+
+
+def plan_outputs(inputs, out_dir: pathlib.Path, fmt: str, instruments, codec: str) -> list:
+    """output_paths of every input; no output may be an input (itself, or through a link) nor shared by two inputs."""
+    root = resolved_folder(out_dir)
+    plans = [output_paths(f, out_dir, fmt, instruments, codec, root) for f in inputs]
+    input_ids = {}
+    for f in inputs:
+        try:
+            st = os.stat(f)
+            input_ids[(st.st_dev, st.st_ino)] = f
+        except (OSError, ValueError):
+            pass  # a missing input is reported when it is read
+    owner = {}
+    for f, paths in zip(inputs, plans):
+        for target in paths.values():
+            try:
+                st = os.stat(target)
+                source = input_ids.get((st.st_dev, st.st_ino))
+            except OSError:
+                source = None
+            if source is not None:
+                raise UsageError(f"output {target} of {f} is the input {source}: choose another -o or -f")
+            key = os.path.realpath(target)
+            if key in owner:
+                raise UsageError(f"{owner[key]} and {f} would both write {target}: use -f with {{foldername}} "
+                                 "or separate them in two runs")
+            owner[key] = f
+    return plans
+
+
+def missing_folders(paths, out_dir: pathlib.Path) -> list:
+    """Folders that writing ``paths`` (and ``out_dir``) would create, deepest first: a run removes those it leaves
+    empty."""
+    missing = set()
+    for chain in [[out_dir, *out_dir.parents]] + [pathlib.Path(p).parents for p in paths]:
+        for folder in chain:
+            if folder.exists() or folder.is_symlink():
+                break
+            missing.add(folder)
+    return sorted(missing, key=lambda f: len(f.absolute().parts), reverse=True)
+
+
+def remove_empty(folders) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
+            pass
