@@ -13,7 +13,7 @@ import pytest
 import assets
 from conftest import random_weights, snr_db
 from fastsep import dsp
-from fastsep.errors import FastsepError
+from fastsep.errors import FastsepError, ModelError
 from fastsep.models import config as configs
 from fastsep.models.checkpoint import load_weights
 from fastsep.models.onnx_export import build_model_in_memory
@@ -44,14 +44,15 @@ def _variables(golden, checkpoint_2stems):
 _pipelines = {}
 
 
-def _pipeline(golden, checkpoint_2stems, precision):
+def _pipeline(golden, checkpoint_2stems, precision, fp32_layers=frozenset()):
     """One compiled network per (config, weights, precision, mwf), reused across clips."""
     mwf = bool(golden.get("mwf", False))
-    key = (golden["config"], int(golden["seed"]), precision, mwf)
+    key = (golden["config"], int(golden["seed"]), precision, fp32_layers, mwf)
     if key not in _pipelines:
         cfg, variables = _variables(golden, checkpoint_2stems)
         graph, weights = build_model_in_memory(cfg, variables)
-        _pipelines[key] = HostPipeline(cfg, OpenVINORunner(graph, weights=weights, precision=precision), mwf=mwf)
+        runner = OpenVINORunner(graph, weights=weights, precision=precision, fp32_layers=fp32_layers)
+        _pipelines[key] = HostPipeline(cfg, runner, mwf=mwf)
     return _pipelines[key]
 
 
@@ -75,6 +76,26 @@ def test_bf16_on_real_weights(checkpoint_2stems):
     g = _load(Path(__file__).parent / "goldens" / "2stems__mix.npz")
     for name, snr in _snrs(g, _pipeline(g, checkpoint_2stems, "bf16")).items():
         assert snr >= 35, f"{name}: {snr:.1f} dB"
+
+
+@pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"no native bf16: {NO_NATIVE_BF16}")
+def test_bf16_with_fp32_layers_on_real_weights(checkpoint_2stems):
+    """The graph split into fp32 / bf16 / fp32 parts (first layer, last two layers and mask head in fp32) still
+    computes the same network."""
+    g = _load(Path(__file__).parent / "goldens" / "2stems__mix.npz")
+    pipeline = _pipeline(g, checkpoint_2stems, "bf16", frozenset({1, 12, 13}))
+    assert len(pipeline.runner._requests) == 3
+    for name, snr in _snrs(g, pipeline).items():
+        assert snr >= 35, f"{name}: {snr:.1f} dB"
+
+
+def test_fp32_layers_must_leave_bf16_work(tiny_config):
+    cfg = tiny_config()
+    graph, weights = build_model_in_memory(cfg, random_weights(cfg))
+    if NO_NATIVE_BF16 is not None:
+        pytest.skip(f"no native bf16: {NO_NATIVE_BF16}")
+    with pytest.raises(ModelError, match="no layer for bf16"):
+        OpenVINORunner(graph, weights=weights, precision="bf16", fp32_layers=frozenset(range(20)))
 
 
 @pytest.mark.skipif(NO_NATIVE_BF16 is None, reason="this CPU has native bf16")

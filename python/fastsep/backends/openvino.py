@@ -1,6 +1,13 @@
 """Network runner on OpenVINO's CPU plugin: the same ONNX graph as OnnxRuntimeRunner, fp32 or bf16.
 
 OpenVINO's CPU plugin picks bf16 by itself on CPUs with AMX or AVX512_BF16, so fp32 is asked for explicitly.
+
+bf16 loses most where the U-Net runs at full resolution (the first two encoder layers, the last decoder layer and
+the final convolution; the deepest layers barely matter), and those layers are also memory-bound and the slowest in
+fp32, so by default bf16 runs the whole network in bf16. `fp32_layers` keeps chosen layers in fp32 instead: OpenVINO's
+CPU plugin has no per-node precision control that Python can set, so the graph is then split into compiled parts
+(fp32, bf16, fp32, ...) that hand their tensors to each other without copies. Measurements: benchmarks/cpu_backends.py
+--study.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FastsepError, MissingDependencyError, ModelError
+from ..models.onnx_export import INPUT, OUTPUT
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+FP32_LAYERS = frozenset()  # layers that bf16 keeps in fp32 (see _split)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -29,9 +38,11 @@ class OpenVINORunner:
     name = "openvino"
 
     def __init__(self, model: bytes | str, threads: int | None = None,
-                 weights: dict[str, np.ndarray] | None = None, precision: str = "fp32"):
+                 weights: dict[str, np.ndarray] | None = None, precision: str = "fp32",
+                 fp32_layers: frozenset[int] = FP32_LAYERS):
         """model: an ONNX file or serialized graph; weights: arrays for its in-memory initializers, which
-        become OpenVINO constants sharing their memory (nothing is serialized or written)."""
+        become OpenVINO constants sharing their memory (nothing is serialized or written). fp32_layers: the
+        layers (1 = first convolution, see _split) that bf16 keeps in fp32."""
         if precision not in PRECISIONS:
             raise FastsepError(f"the OpenVINO backend runs fp32 or bf16, not {precision!r}")
         ov = import_openvino()
@@ -40,21 +51,25 @@ class OpenVINORunner:
             reason = missing_native_bf16(core)
             if reason:
                 raise FastsepError(f"bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX): {reason}")
-        network = _read(core, model, weights or {})
-        config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision]}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        try:
-            compiled = core.compile_model(network, "CPU", config)
-        except RuntimeError as e:
-            raise ModelError(f"OpenVINO cannot compile the network: {_first_line(e)}") from None
-        # The compiled model holds its own (reordered) copy of the weights: the shared arrays may go.
+        weights = weights or {}
+        if precision == "fp32" or not fp32_layers:
+            parts = [(_read(core, model, weights), precision)]
+        else:
+            parts = [(_read(core, graph, weights), p) for graph, p in _split(_proto(model), fp32_layers)]
         self.precision = precision
-        self.request = compiled.create_infer_request()
+        self._ov = ov
+        # Each compiled part holds its own (reordered) copy of the weights: the shared arrays may go.
+        self._requests = [_compile(core, network, p, threads).create_infer_request() for network, p in parts]
 
     def run(self, magnitudes: np.ndarray) -> np.ndarray:
-        # share_outputs=False: the next call must not overwrite the estimates the pipeline still holds.
-        return self.request.infer({0: magnitudes}, share_inputs=True, share_outputs=False)[0]
+        tensors = {INPUT: self._ov.Tensor(np.ascontiguousarray(magnitudes, dtype=np.float32), shared_memory=True)}
+        for request in self._requests:
+            for port in request.model_inputs:
+                request.set_tensor(port, tensors[port.get_any_name()])
+            request.infer()
+            tensors.update((port.get_any_name(), request.get_tensor(port)) for port in request.model_outputs)
+        # A copy: the next call must not overwrite the estimates the pipeline still holds.
+        return tensors[OUTPUT].data.copy()
 
 
 def missing_native_bf16(core) -> str | None:
@@ -71,6 +86,89 @@ def missing_native_bf16(core) -> str | None:
         if not flags.intersection(NATIVE_BF16_FLAGS):
             return "the CPU flags have neither avx512_bf16 nor amx_bf16"
     return None
+
+
+def _compile(core, network, precision: str, threads: int | None):
+    config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    try:
+        return core.compile_model(network, "CPU", config)
+    except RuntimeError as e:
+        raise ModelError(f"OpenVINO cannot compile the network: {_first_line(e)}") from None
+
+
+def _proto(model: bytes | str):
+    import onnx
+
+    try:
+        return onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ModelError(f"cannot read the ONNX network: {e}") from None
+
+
+def _split(proto, fp32_layers: frozenset[int]) -> list[tuple[bytes, str]]:
+    """The graph as [(serialized part, precision)]: a node belongs to layer d when d convolutions lie on the longest
+    path from the input to it (each stem's U-Net: encoder 1-6, decoder 7-12, final convolution and mask head 13);
+    runs of consecutive layers in or out of `fp32_layers` become fp32 or bf16 parts. Tensors leave bf16 parts as
+    bf16."""
+    import onnx
+    import onnx.utils
+
+    proto = onnx.shape_inference.infer_shapes(proto)
+    nodes = list(proto.graph.node)  # topologically sorted, as ONNX requires
+    layer, producer, consumers = {}, {}, {}
+    for n in nodes:
+        layer[n.name] = max((layer[producer[i]] for i in n.input if i in producer), default=0) + (
+            n.op_type in ("Conv", "ConvTranspose"))
+        producer.update((o, n.name) for o in n.output)
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.name)
+    for n in reversed(nodes):  # nodes that read only the input (the mask head's Unsqueeze) join their consumers
+        if layer[n.name] == 0:
+            layer[n.name] = min((layer[c] for o in n.output for c in consumers.get(o, [])), default=1)
+    precision = {d: "fp32" if d in fp32_layers else "bf16" for d in range(max(layer.values()) + 1)}
+    if "bf16" not in precision.values():
+        raise ModelError("fp32_layers leave no layer for bf16")
+    part_of, layout = {}, []  # layer -> part; part -> precision
+    for d in sorted(precision):
+        if not layout or layout[-1] != precision[d]:
+            layout.append(precision[d])
+        part_of[d] = len(layout) - 1
+    part_of = {n.name: part_of[layer[n.name]] for n in nodes}
+    extractor = onnx.utils.Extractor(proto)
+    parts = []
+    for k, part_precision in enumerate(layout):
+        inside = [n for n in nodes if part_of[n.name] == k]
+        if not inside:
+            continue
+        inputs = sorted({i for n in inside for i in n.input
+                         if i == INPUT or (i in producer and part_of[producer[i]] < k)})
+        outputs = sorted({i for n in nodes if part_of[n.name] > k for i in n.input
+                          if i in producer and part_of[producer[i]] == k}) or [OUTPUT]
+        part = extractor.extract_model(inputs, outputs)
+        from_bf16 = [i for i in inputs if i in producer and layout[part_of[producer[i]]] == "bf16"]
+        _bf16_boundaries(part, from_bf16, outputs if part_precision == "bf16" and outputs != [OUTPUT] else [])
+        parts.append((part.SerializeToString(), part_precision))
+    return parts
+
+
+def _bf16_boundaries(part, crossing_in: list[str], crossing_out: list[str]) -> None:
+    """Tensors that cross between parts as bf16 are named `NAME/bf16`. bf16 outputs also stop OpenVINO from
+    keeping a bf16 part's graph tail (back to its last Convolution) in fp32."""
+    from onnx import TensorProto, helper
+
+    graph = part.graph
+    casts_in = [helper.make_node("Cast", [f"{t}/bf16"], [t], to=TensorProto.FLOAT) for t in crossing_in]
+    casts_out = [helper.make_node("Cast", [t], [f"{t}/bf16"], to=TensorProto.BFLOAT16) for t in crossing_out]
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for io, crossing in ((graph.input, crossing_in), (graph.output, crossing_out)):
+        for v in io:
+            if v.name in crossing:
+                v.name = f"{v.name}/bf16"
+                v.type.tensor_type.elem_type = TensorProto.BFLOAT16
 
 
 def _read(core, model: bytes | str, weights: dict[str, np.ndarray]):
