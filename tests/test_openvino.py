@@ -21,7 +21,7 @@ from fastsep.pipeline import HostPipeline
 from random_weights import random_variables
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs the 'openvino' package (fastsep[openvino])")
-from fastsep.backends.openvino import OpenVINORunner, missing_native_bf16  # noqa: E402
+from fastsep.backends.openvino import FP32_LAYERS, OpenVINORunner, missing_native_bf16  # noqa: E402
 
 GOLDENS = sorted(p for p in (Path(__file__).parent / "goldens").glob("*.npz"))
 NO_NATIVE_BF16 = missing_native_bf16(ov.Core())
@@ -72,19 +72,14 @@ def test_fp32_matches_spleeter(path, checkpoint_2stems):
 
 
 @pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"no native bf16: {NO_NATIVE_BF16}")
-def test_bf16_on_real_weights(checkpoint_2stems):
+@pytest.mark.parametrize("fp32_layers, parts", [(FP32_LAYERS, 2), (frozenset(), 1), (frozenset({1, 12, 13}), 3)],
+                         ids=["default", "bf16_everywhere", "fp32_first_and_last_two"])
+def test_bf16_on_real_weights(checkpoint_2stems, fp32_layers, parts):
+    """bf16 as run by default (the final convolution in fp32: the graph split into two compiled parts), in one
+    piece, and split in three."""
     g = _load(Path(__file__).parent / "goldens" / "2stems__mix.npz")
-    for name, snr in _snrs(g, _pipeline(g, checkpoint_2stems, "bf16")).items():
-        assert snr >= 35, f"{name}: {snr:.1f} dB"
-
-
-@pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"no native bf16: {NO_NATIVE_BF16}")
-def test_bf16_with_fp32_layers_on_real_weights(checkpoint_2stems):
-    """The graph split into fp32 / bf16 / fp32 parts (first layer, last two layers and mask head in fp32) still
-    computes the same network."""
-    g = _load(Path(__file__).parent / "goldens" / "2stems__mix.npz")
-    pipeline = _pipeline(g, checkpoint_2stems, "bf16", frozenset({1, 12, 13}))
-    assert len(pipeline.runner._requests) == 3
+    pipeline = _pipeline(g, checkpoint_2stems, "bf16", fp32_layers)
+    assert len(pipeline.runner._requests) == parts
     for name, snr in _snrs(g, pipeline).items():
         assert snr >= 35, f"{name}: {snr:.1f} dB"
 

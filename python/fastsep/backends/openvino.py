@@ -2,12 +2,12 @@
 
 OpenVINO's CPU plugin picks bf16 by itself on CPUs with AMX or AVX512_BF16, so fp32 is asked for explicitly.
 
-bf16 loses most where the U-Net runs at full resolution (the first two encoder layers, the last decoder layer and
-the final convolution; the deepest layers barely matter), and those layers are also memory-bound and the slowest in
-fp32, so by default bf16 runs the whole network in bf16. `fp32_layers` keeps chosen layers in fp32 instead: OpenVINO's
-CPU plugin has no per-node precision control that Python can set, so the graph is then split into compiled parts
-(fp32, bf16, fp32, ...) that hand their tensors to each other without copies. Measurements: benchmarks/cpu_backends.py
---study.
+bf16 loses most where the U-Net runs at full resolution (the first two encoder layers, the last two decoder layers
+and the final convolution each cost about as much as all the deep layers together), and those layers are also
+memory-bound and the slowest in fp32: keeping them in fp32 buys 2-7 dB for 40-120 % more network time. Only the final
+convolution (one channel in, the stereo logits out) is kept in fp32 by default: it is faster there than in bf16. As
+OpenVINO's CPU plugin has no per-node precision control that Python can set, the graph is split into compiled parts
+(bf16, fp32, ...) that hand their tensors to each other without copies. Measurements: benchmarks/cpu_backends.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..errors import FastsepError, MissingDependencyError, ModelError
 from ..models.onnx_export import INPUT, OUTPUT
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-FP32_LAYERS = frozenset()  # layers that bf16 keeps in fp32 (see _split)
+FP32_LAYERS = frozenset({-1})  # layers that bf16 keeps in fp32 (see _split): the final convolution and mask head
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -42,7 +42,7 @@ class OpenVINORunner:
                  fp32_layers: frozenset[int] = FP32_LAYERS):
         """model: an ONNX file or serialized graph; weights: arrays for its in-memory initializers, which
         become OpenVINO constants sharing their memory (nothing is serialized or written). fp32_layers: the
-        layers (1 = first convolution, see _split) that bf16 keeps in fp32."""
+        layers (1 = first convolution, -1 = the final one, see _split) that bf16 keeps in fp32."""
         if precision not in PRECISIONS:
             raise FastsepError(f"the OpenVINO backend runs fp32 or bf16, not {precision!r}")
         ov = import_openvino()
@@ -127,7 +127,9 @@ def _split(proto, fp32_layers: frozenset[int]) -> list[tuple[bytes, str]]:
     for n in reversed(nodes):  # nodes that read only the input (the mask head's Unsqueeze) join their consumers
         if layer[n.name] == 0:
             layer[n.name] = min((layer[c] for o in n.output for c in consumers.get(o, [])), default=1)
-    precision = {d: "fp32" if d in fp32_layers else "bf16" for d in range(max(layer.values()) + 1)}
+    deepest = max(layer.values())
+    fp32_layers = {d if d >= 0 else deepest + 1 + d for d in fp32_layers}
+    precision = {d: "fp32" if d in fp32_layers else "bf16" for d in range(1, deepest + 1)}
     if "bf16" not in precision.values():
         raise ModelError("fp32_layers leave no layer for bf16")
     part_of, layout = {}, []  # layer -> part; part -> precision
