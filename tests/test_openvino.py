@@ -5,25 +5,27 @@ run bf16 unless fp32 is asked for, and bf16 lands far below 60 dB. bf16 is held 
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 import assets
 from conftest import random_weights, snr_db
 from fastsep import dsp
-from fastsep.errors import FastsepError, ModelError
+from fastsep.errors import FastsepError, MissingDependencyError, ModelError
 from fastsep.models import config as configs
 from fastsep.models.checkpoint import load_weights
-from fastsep.models.onnx_export import build_model_in_memory
+from fastsep.models.onnx_export import build_model, build_model_in_memory
 from fastsep.pipeline import HostPipeline
 from random_weights import random_variables
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs the 'openvino' package (fastsep[openvino])")
 from fastsep.backends.openvino import FP32_LAYERS, OpenVINORunner, missing_native_bf16  # noqa: E402
 
-GOLDENS = sorted(p for p in (Path(__file__).parent / "goldens").glob("*.npz"))
+GOLDENS = sorted((Path(__file__).parent / "goldens").glob("*.npz"))
 NO_NATIVE_BF16 = missing_native_bf16(ov.Core())
 
 
@@ -72,11 +74,10 @@ def test_fp32_matches_spleeter(path, checkpoint_2stems):
 
 
 @pytest.mark.skipif(NO_NATIVE_BF16 is not None, reason=f"no native bf16: {NO_NATIVE_BF16}")
-@pytest.mark.parametrize("fp32_layers, parts", [(FP32_LAYERS, 2), (frozenset(), 1), (frozenset({1, 12, 13}), 3)],
-                         ids=["default", "bf16_everywhere", "fp32_first_and_last_two"])
+@pytest.mark.parametrize("fp32_layers, parts", [(FP32_LAYERS, 1), (frozenset({-1}), 2), (frozenset({1, 12, 13}), 3)],
+                         ids=["default", "fp32_final_conv", "fp32_first_and_last_two"])
 def test_bf16_on_real_weights(checkpoint_2stems, fp32_layers, parts):
-    """bf16 as run by default (the final convolution in fp32: the graph split into two compiled parts), in one
-    piece, and split in three."""
+    """bf16 as run by default (one compiled network), and split into fp32 and bf16 parts."""
     g = _load(Path(__file__).parent / "goldens" / "2stems__mix.npz")
     pipeline = _pipeline(g, checkpoint_2stems, "bf16", fp32_layers)
     assert len(pipeline.runner._requests) == parts
@@ -106,3 +107,23 @@ def test_unknown_precision_refused(tiny_config):
     graph, weights = build_model_in_memory(cfg, random_weights(cfg))
     with pytest.raises(FastsepError, match="fp32 or bf16"):
         OpenVINORunner(graph, weights=weights, precision="fp16")
+
+
+def test_onnx_file_runs_as_the_in_memory_graph(tiny_config, tmp_path):
+    cfg = tiny_config(stems=3, model_type="unet.softmax_unet")
+    variables = random_weights(cfg, seed=3)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(build_model(cfg, variables), str(path))
+    graph, weights = build_model_in_memory(cfg, variables)
+    x = np.random.default_rng(1).random((2, 2, cfg.T, cfg.F), dtype=np.float32) * 5
+    from_file = OpenVINORunner(str(path)).run(x)
+    assert from_file.shape == (2, 3, 2, cfg.T, cfg.F)
+    np.testing.assert_array_equal(from_file, OpenVINORunner(graph, weights=weights).run(x))
+
+
+def test_missing_openvino_names_the_extra(tiny_config, monkeypatch):
+    cfg = tiny_config()
+    graph, weights = build_model_in_memory(cfg, random_weights(cfg))
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it is not installed
+    with pytest.raises(MissingDependencyError, match=r"fastsep\[openvino\]"):
+        OpenVINORunner(graph, weights=weights)

@@ -3,11 +3,11 @@
 OpenVINO's CPU plugin picks bf16 by itself on CPUs with AMX or AVX512_BF16, so fp32 is asked for explicitly.
 
 bf16 loses most where the U-Net runs at full resolution (the first two encoder layers, the last two decoder layers
-and the final convolution each cost about as much as all the deep layers together), and those layers are also
-memory-bound and the slowest in fp32: keeping them in fp32 buys 2-7 dB for 40-120 % more network time. Only the final
-convolution (one channel in, the stereo logits out) is kept in fp32 by default: it is faster there than in bf16. As
-OpenVINO's CPU plugin has no per-node precision control that Python can set, the graph is split into compiled parts
-(bf16, fp32, ...) that hand their tensors to each other without copies. Measurements: benchmarks/cpu_backends.py.
+and the final convolution: each loses more than layers 4-8 together), and those layers are also memory-bound and the
+slowest in fp32: keeping some of them in fp32 buys 2-7 dB for 40-150 % more network time, so by default bf16 runs the
+whole network in bf16. `fp32_layers` keeps chosen layers in fp32: as OpenVINO's CPU plugin has no
+per-node precision control that Python can set, the graph is then split into compiled parts (fp32, bf16, ...) that
+hand their tensors to each other without copies. Measurements: benchmarks/cpu_backends.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..errors import FastsepError, MissingDependencyError, ModelError
 from ..models.onnx_export import INPUT, OUTPUT
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-FP32_LAYERS = frozenset({-1})  # layers that bf16 keeps in fp32 (see _split): the final convolution and mask head
+FP32_LAYERS = frozenset()  # layers that bf16 keeps in fp32 (see _split)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -109,8 +109,8 @@ def _proto(model: bytes | str):
 
 def _split(proto, fp32_layers: frozenset[int]) -> list[tuple[bytes, str]]:
     """The graph as [(serialized part, precision)]: a node belongs to layer d when d convolutions lie on the longest
-    path from the input to it (each stem's U-Net: encoder 1-6, decoder 7-12, final convolution and mask head 13);
-    runs of consecutive layers in or out of `fp32_layers` become fp32 or bf16 parts. Tensors leave bf16 parts as
+    path from the input to it (each stem's U-Net: encoder 1-6, decoder 7-12, final convolution and mask head 13;
+    negative d counts from the last layer); runs of consecutive layers in or out of `fp32_layers` become fp32 or bf16 parts. Tensors leave bf16 parts as
     bf16."""
     import onnx
     import onnx.utils
