@@ -110,8 +110,8 @@ def _proto(model: bytes | str):
 def _split(proto, fp32_layers: frozenset[int]) -> list[tuple[bytes, str]]:
     """The graph as [(serialized part, precision)]: a node belongs to layer d when d convolutions lie on the longest
     path from the input to it (each stem's U-Net: encoder 1-6, decoder 7-12, final convolution and mask head 13;
-    negative d counts from the last layer); runs of consecutive layers in or out of `fp32_layers` become fp32 or bf16 parts. Tensors leave bf16 parts as
-    bf16."""
+    negative d counts from the last layer); runs of consecutive layers in or out of `fp32_layers` become fp32 or
+    bf16 parts. Tensors leave bf16 parts as bf16."""
     import onnx
     import onnx.utils
 
