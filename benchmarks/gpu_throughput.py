@@ -19,7 +19,7 @@ device tensors in and out, CUDA graphs unless --no-graphs, and give the SNR of e
 fp32 NCHW eager ones on the same input. --profile adds, per row (eager only), torch.profiler's device time per
 layer (enc0..enc5, dec0..dec5, final, mask) with the layer's FLOPs and minimum bytes (inputs, weights and outputs
 once, from models/unet_spec.py), the attained TFLOP/s and GB/s, and which roof (compute or memory) bounds it.
-Timings, never assertions (DESIGN.md): figures go to benchmarks/RESULTS.md with the GPU's name.
+Timings, never assertions (docs/architecture.md §5): figures go to benchmarks/RESULTS.md with the GPU's name.
 """
 
 from __future__ import annotations

@@ -397,7 +397,6 @@ static void bind_pipeline(py::module_& m) {
         .def_property_readonly("device_bytes", &fastsep::Pipeline::device_bytes)
         .def("segments_for", &fastsep::Pipeline::segments_for, py::arg("samples"))
         .def("use_known_network", &fastsep::Pipeline::use_known_network, py::arg("a"), py::arg("b"))
-        .def("clear_known_network", &fastsep::Pipeline::clear_known_network)
         .def("run_known_network",
              [](fastsep::Pipeline& p, int64_t batch) { p.run_known_network(checked_batch(p, batch)); },
              py::arg("batch"))

@@ -1,4 +1,4 @@
-"""The NumPy DSP against SPLEETER.md sections 2 and 5, written out directly, and analytic cases."""
+"""The NumPy DSP against docs/spec.md §2-§3 and §6-§7, written out directly, and analytic cases."""
 
 import numpy as np
 import pytest
@@ -82,6 +82,7 @@ class FakeNetwork:
     __call__ = run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["4stems", "2stems-16kHz"])
 @pytest.mark.parametrize("batch", [1, 2, 3])
 def test_streaming_equals_whole_song(name, batch):

@@ -4,7 +4,7 @@ Every stem is compared with the CPU pipeline (onnxruntime) and with spleeter's g
 for fp32 networks, >= 35 dB for fp16. Skipped without a GPU, fastsep._native or a CUDA build of torch.
 
 Device machines have no network: golden input clips are read from $FASTSEP_CLIPS_DIR/<clip>.npy when set (written
-by tools/prepare_device_payload.sh, checked against the golden's input sha256), else decoded by tests/assets.py
+by tools/device/prepare_device_payload.sh, checked against the golden's input sha256), else decoded by tests/assets.py
 where the excerpt is cached; the real 2stems checkpoint is used only where it is already on disk.
 """
 

@@ -57,7 +57,7 @@ def test_read_real_checkpoint(checkpoint_2stems):
         assert v[name].shape == shape and v[name].dtype == np.float32
     assert v["conv2d/kernel"].shape == (5, 5, 2, 16)
     assert v["conv2d_transpose_11/kernel"].shape == (5, 5, 1, 32)
-    # SPLEETER.md section 3: every BN of this checkpoint has mean 0 and variance 1
+    # docs/spec.md §4.3: every BN of this checkpoint has mean 0 and variance 1
     assert all(np.all(v[k] == 0) for k in v if k.endswith("moving_mean"))
     assert 19.6e6 < sum(v[k].size for k in want) < 19.7e6  # "19.65 M floats including BN statistics"
 

@@ -1,5 +1,5 @@
 """The two-pass multichannel Wiener filter against norbert.wiener's algorithm on the whole song at once
-(SPLEETER.md section 6); spleeter's own MWF output is checked in test_parity.py (`*__mwf` goldens)."""
+(docs/spec.md §8); spleeter's own MWF output is checked in test_parity.py (`*__mwf` goldens)."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,8 @@ from fastsep import dsp
 from fastsep.models import config as configs
 from fastsep.pipeline import HostPipeline
 from test_dsp import FakeNetwork
+
+pytestmark = pytest.mark.slow  # whole-song Wiener filters: `pytest -m "not slow"` skips them
 
 
 def norbert_wiener(v, x):

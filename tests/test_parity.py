@@ -21,6 +21,8 @@ from fastsep.models.onnx_export import export_onnx
 from fastsep.models.weights import expected_variables, save_model
 from random_weights import random_variables
 
+pytestmark = pytest.mark.slow  # the real U-Net on whole clips: `pytest -m "not slow"` skips it
+
 GOLDENS = sorted((Path(__file__).parent / "goldens").glob("*.npz"))
 
 
@@ -64,7 +66,7 @@ def test_goldens_exist():
 def test_matches_spleeter(path, checkpoint_2stems, tmp_path_factory):
     g = _load(path)
     cfg = configs.stock(g["config"])
-    # spleeter's own graph named and shaped the variables exactly as fastsep expects (SPLEETER.md section 4)
+    # spleeter's own graph named and shaped the variables exactly as fastsep expects (docs/spec.md §5.1)
     written = {name: tuple(shape) for name, shape in json.loads(g["variables_json"])}
     written.pop("global_step", None)
     assert written == expected_variables(cfg)

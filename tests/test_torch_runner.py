@@ -44,6 +44,7 @@ def test_channels_last_matches_numpy_unet(tiny_config, model_type, conv, deconv,
     assert snr_db(unet_estimates(x, w, cfg), got) >= 60
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type,conv,deconv,stems", [NETS[0], NETS[2]])
 def test_bf16_on_cpu(tiny_config, model_type, conv, deconv, stems):
     # Spleeter's filter counts at a small T x F: bf16 measured 57-68 dB here (2, 4, 5 stems)
@@ -88,6 +89,7 @@ def test_fp16_needs_gpu(tiny_config):
         TorchRunner(cfg, random_weights(cfg), precision="fp16")
 
 
+@pytest.mark.slow
 def test_traces_as_one_graph(tiny_config):
     """torch.compile (compile=True) needs the module traceable without graph breaks; checked with dynamo's eager
     backend (inductor's code generation takes minutes on a CPU: the GPU check runs it)."""

@@ -10,7 +10,6 @@ from conftest import random_weights
 from fastsep import ModelError
 from fastsep.models import config as configs
 from fastsep.models import unet_spec as spec
-from fastsep.models.weights import expected_variables
 
 
 def test_spleeter_wiring_of_4stems():
@@ -42,15 +41,20 @@ def test_mask_head_and_activations_follow_the_config(tiny_config):
     assert {e.activation for e in u.encoder} == {"LeakyReLU"} and {d.activation for d in u.decoder} == {"ReLU"}
 
 
-@pytest.mark.parametrize("name", ["2stems", "4stems-16kHz", "5stems"])
-def test_variables_are_the_checkpoint_table(name):
-    cfg = configs.stock(name)
-    assert spec.variable_shapes(spec.network_spec(cfg)) == expected_variables(cfg)
+@pytest.mark.parametrize("name,count", [("2stems", 148), ("4stems-16kHz", 296), ("5stems", 370)])
+def test_variables_are_the_checkpoint_table(name, count):
+    """74 variables per U-Net (12 convs x 2, 12 BNs x 4, final conv x 2), named as Keras created them; the real
+    2stems checkpoint's own table is checked in test_models.py."""
+    shapes = spec.variable_shapes(spec.network_spec(configs.stock(name)))
+    assert len(shapes) == count
+    assert shapes["conv2d/kernel"] == (5, 5, 2, 16) and shapes["conv2d_transpose/kernel"] == (5, 5, 256, 512)
+    assert shapes["conv2d_6/kernel"] == (4, 4, 1, 2) and shapes["batch_normalization_11/gamma"] == (1,)
 
 
 def test_variables_of_a_custom_config(tiny_config):
-    cfg = tiny_config(stems=3, filters=(4, 4, 6, 6, 8, 8))
-    assert spec.variable_shapes(spec.network_spec(cfg)) == expected_variables(cfg)
+    shapes = spec.variable_shapes(spec.network_spec(tiny_config(stems=3, filters=(4, 4, 6, 6, 8, 8))))
+    assert len(shapes) == 3 * 74
+    assert shapes["conv2d_7/kernel"] == (5, 5, 2, 4) and shapes["conv2d_transpose_6/kernel"] == (5, 5, 8, 8)
 
 
 def _replace_layer(net, **changes):

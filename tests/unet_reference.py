@@ -1,4 +1,4 @@
-"""An independent NumPy U-Net straight from SPLEETER.md section 3 (TensorFlow layouts, no ONNX), for tests."""
+"""An independent NumPy U-Net straight from docs/spec.md §4-§5 (TensorFlow layouts, no ONNX), for tests."""
 
 import numpy as np
 

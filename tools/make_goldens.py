@@ -135,7 +135,7 @@ def make_goldens(case_filter, out_dir: pathlib.Path, mwf: bool = False) -> None:
                                                 str(model_path), "--seed", str(seed), "--force",
                                                 "--check", str(work / "inputs" / "mix.npy"))
                 if not randoms[config]["layer_map"]["all_match_spec"]:
-                    raise SystemExit(f"{config}: variable naming differs from SPLEETER.md §4: "
+                    raise SystemExit(f"{config}: variable naming differs from docs/spec.md §5.1: "
                                      f"{json.dumps(randoms[config]['layer_map'])}")
             model = "random (tests/random_weights.py)"
         jobs = []

@@ -126,7 +126,7 @@ def _layer_name(i: int, prefix: str) -> str:
 
 
 def _layer_map(graph, params) -> dict:
-    """Which variables each instrument's output depends on (backward trace of the graph), vs SPLEETER.md §4.
+    """Which variables each instrument's output depends on (backward trace of the graph), vs docs/spec.md §5.1.
 
     Expected for instrument i: conv2d_{7i+k} (k 0..6), conv2d_transpose_{6i+k} (k 0..5) and
     batch_normalization_{12i+k} (k 0..11) except 12i+5, the encoder's 6th BN whose output is unused.

@@ -1,4 +1,4 @@
-"""NumPy reference of the signal processing around the U-Net (SPLEETER.md sections 2 and 5).
+"""NumPy reference of the signal processing around the U-Net (docs/spec.md §2-§3, §6-§7).
 
 Layout conventions, shared with the network and the native pipeline:
   waveform    (L, 2) float32, original sample index
@@ -136,7 +136,7 @@ def overlap_add(out: np.ndarray, spectrum: np.ndarray, first: int, frame_length:
                 frame_step: int = 1024, workers: int = -1) -> None:
     """Add the inverse STFT of frames [first, first + count) of spectrum (2, count, bins) into out (L, 2).
 
-    Frame k lands on original samples [kH - N, kH); whatever falls outside [0, L) is the crop of section 5.6.
+    Frame k lands on original samples [kH - N, kH); whatever falls outside [0, L) is the crop of docs/spec.md §7.3.
     """
     acc = inverse_frames(spectrum, frame_length, frame_step, workers)
     add_block(out, acc, first * frame_step - frame_length)
@@ -164,7 +164,7 @@ def separate_reference(x: np.ndarray, network, cfg) -> dict[str, np.ndarray]:
     return out
 
 
-# --- Multichannel Wiener filter (SPLEETER.md section 6: norbert.wiener(v, x), 1 EM iteration, soft-mask start) ---
+# --- Multichannel Wiener filter (docs/spec.md §8: norbert.wiener(v, x), 1 EM iteration, soft-mask start) ---
 # Spleeter runs it on the whole song at once; here it takes two passes over the segments. The first sums, per
 # stem and bin, the spatial covariance of the soft-masked estimates and their power (and finds max|x|); the second
 # builds each frame's Wiener filter from those sums. Bins from F up have v = 0, hence estimates of exactly 0.

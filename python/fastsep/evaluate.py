@@ -1,6 +1,6 @@
 """``fastsep evaluate``: BSSEval v4 scores (museval) of a model on tracks with reference stems.
 
-As ``spleeter evaluate`` (SPLEETER.md section 7) via ``museval.eval_mus_dir``: 1 s windows and hops, each metric's
+As ``spleeter evaluate`` (docs/spec.md §11) via ``museval.eval_mus_dir``: 1 s windows and hops, each metric's
 median over a track's frames (NaN frames of silent references ignored), then the median over tracks.  Targets are
 scored jointly as museval does: the model's stems that have references (accompaniment left out when vocals and
 accompaniment are both there), then vocals/accompaniment as their own pair.  The accompaniment reference is

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # thousands of mutations in subprocesses: `pytest -m "not slow"` skips them
+
 DEFAULT_ITERATIONS = {"checkpoint_real": 600, "checkpoint_synthetic": 600, "safetensors": 600, "engine": 600,
                       "spleeter_json": 600}
 MEMORY_LIMIT = 3 << 30  # address space of the fuzzing process: python, numpy, one real checkpoint mapped

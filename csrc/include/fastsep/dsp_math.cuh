@@ -1,4 +1,4 @@
-// Per-element arithmetic and indexing of every DSP kernel (SPLEETER.md sections 2 and 5).
+// Per-element arithmetic and indexing of every DSP kernel (docs/spec.md §2-§3, §6-§7).
 //
 // Each `*_element(args, i)` computes output element i of one step; a CUDA kernel is a grid-stride loop around
 // it (kernels.cu) and the host build is a plain for loop around it (host_dsp.cpp), so the indexing tested on CPU
@@ -55,7 +55,7 @@ FASTSEP_HD float load_float(const __half* p, int64_t i) { return __half2float(p[
 FASTSEP_HD void store_float(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
 #endif
 
-// STFT frames after prepending N zeros, with pad_end: ceil((L + N) / H)   (section 2.3)
+// STFT frames after prepending N zeros, with pad_end: ceil((L + N) / H)   (docs/spec.md §2.3)
 FASTSEP_HD int64_t n_frames(int64_t samples, int N, int H) { return (samples + N + H - 1) / H; }
 FASTSEP_HD int64_t n_segments(int64_t samples, int T, int N, int H) { return (n_frames(samples, N, H) + T - 1) / T; }
 
@@ -118,7 +118,7 @@ FASTSEP_HD float magnitude_element(const MagnitudeArgs& a, int64_t i) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// 3. + 4. ratio masks, extension to K bins, masked spectra (section 5.1-5.4)
+// 3. + 4. ratio masks, extension to K bins, masked spectra (docs/spec.md §6)
 
 FASTSEP_HD float stem_power(float y, float p) { return p == 2.0f ? y * y : powf(y, p); }
 
@@ -214,7 +214,7 @@ FASTSEP_HD void mask_element(const MaskArgs<NetT>& a, int64_t i) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// 5. inverse: window, overlap-add as a gather, x2/3, crop (section 5.5, 5.6)
+// 5. inverse: window, overlap-add as a gather, x2/3, crop (docs/spec.md §7)
 //
 // Chunk-local sample j covers original sample t = first_frame*H - N + j; frame fl of the chunk covers local
 // samples [fl*H, fl*H + N). j in [0, count*H) is complete after this chunk (its first N - H samples add the

@@ -1,4 +1,4 @@
-// The GPU pipeline of one model configuration (DESIGN.md "One path for the data", steps 1, 3, 4, 5 on the GPU;
+// The GPU pipeline of one model configuration (docs/architecture.md §2, steps 1, 3, 4, 5 on the GPU;
 // step 2, the network, is a caller-supplied callback enqueued on the pipeline's stream).
 //
 // Songs of any length stream through chunks of at most max_batch segments; the overlap-add tail (N - H samples
@@ -97,7 +97,6 @@ public:
 
     // Built-in test network, estimates_s = x * sigmoid(a_s * x + b_s), used when separate() gets no network.
     void use_known_network(const std::vector<float>& a, const std::vector<float>& b);
-    void clear_known_network() noexcept { known_ = false; }
     // Enqueue the known network on the pipeline stream for `batch` segments.
     void run_known_network(int batch);
 

@@ -40,5 +40,5 @@ class OnnxRuntimeRunner:
 
 def create(source, options):
     """The registry's factory (backends/__init__.py): a host runner on the model's fp32 ONNX graph."""
-    network, weights = source.onnx_network("fp32")
+    network, weights = source.onnx_network()
     return OnnxRuntimeRunner(network, options.threads, weights), None

@@ -208,3 +208,10 @@ def _weights_as_inputs(model: bytes, weights: dict[str, np.ndarray]) -> bytes:
 def _first_line(error: Exception) -> str:
     lines = [s for s in str(error).splitlines() if s.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def create(source, options):
+    """The registry's factory (backends/__init__.py): a host runner on the model's fp32 ONNX graph, compiled by
+    OpenVINO for the precision asked (bf16 only where the CPU has it natively)."""
+    network, weights = source.onnx_network()
+    return OpenVINORunner(network, options.threads, weights, precision=options.precision), None

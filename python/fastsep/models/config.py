@@ -1,4 +1,4 @@
-"""Spleeter model configurations (SPLEETER.md section 1): the six stock ones and user JSON files.
+"""Spleeter model configurations (docs/spec.md §1): the six stock ones and user JSON files.
 
 Every ModelConfig is validated when it is made, whatever it comes from (stock table, Spleeter JSON, the metadata
 of a model, ONNX or engine file): types, bounds that admit every Spleeter model and reasonable custom ones, and
@@ -80,10 +80,6 @@ class ModelConfig:
         """Bins of the full spectrum: frame_length // 2 + 1."""
         return self.frame_length // 2 + 1
 
-    @property
-    def segment_samples(self) -> int:
-        return self.T * self.frame_step
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -104,9 +100,6 @@ class ModelConfig:
         if missing:
             raise ModelError(f"malformed fastsep model config: no {missing[0]!r}")
         return cls(**d)
-
-    def with_F(self, F: int) -> "ModelConfig":
-        return dataclasses.replace(self, F=F)
 
 
 def parse_json(text: str | bytes, what: str) -> Any:

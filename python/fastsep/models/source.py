@@ -76,16 +76,17 @@ class ModelSource:
         raise ModelError(f"{self.path}: an exported network holds no checkpoint; give a stock name, a checkpoint "
                          "folder or a .safetensors model file")
 
-    def onnx_network(self, precision: str = "fp32") -> tuple[bytes | str, Optional[dict]]:
-        """The ONNX network of every stem: (a file path or serialized graph, its in-memory weights or None)."""
+    def onnx_network(self, precision: Optional[str] = None) -> tuple[bytes | str, Optional[dict]]:
+        """The ONNX network of every stem: (a file path or serialized graph, its in-memory weights or None).
+        precision None: an ONNX export as it was exported, a graph built from weights in fp32."""
         from .onnx_export import build_model_in_memory
 
         if self.kind == "onnx":
-            if self.precision != precision:
+            if precision is not None and self.precision != precision:
                 raise ModelError(f"{self.path} is an {self.precision} export; export it again with precision "
                                  f"{precision} or give the model itself")
             return str(self.path), None
-        return build_model_in_memory(self.config, self.weights(), precision)
+        return build_model_in_memory(self.config, self.weights(), precision or "fp32")
 
     def identity(self) -> list:
         """What a network built from this source depends on, cheaply: files (path, size, mtime, inode) and config."""

@@ -23,7 +23,6 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .weights import layer_names
 
 BN_EPSILON = 1e-3  # Keras default
 LEAKY_RELU_ALPHA = 0.2  # Spleeter's LeakyReLU
@@ -207,6 +206,21 @@ def _unet_problems(u: UNet, in_channels: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint variables
+def _suffix(name: str, i: int) -> str:
+    return name if i == 0 else f"{name}_{i}"
+
+
+def layer_names(cfg: ModelConfig, stem: int) -> dict:
+    """Keras layer names of one stem's U-Net: each U-Net is created in full before the next."""
+    return {
+        "conv": [_suffix("conv2d", 7 * stem + k) for k in range(6)],
+        "final": _suffix("conv2d", 7 * stem + 6),
+        "deconv": [_suffix("conv2d_transpose", 6 * stem + k) for k in range(6)],
+        "enc_bn": [_suffix("batch_normalization", 12 * stem + k) for k in range(6)],
+        "dec_bn": [_suffix("batch_normalization", 12 * stem + 6 + k) for k in range(6)],
+    }
+
+
 def variable_shapes(spec: NetworkSpec) -> dict[str, tuple[int, ...]]:
     """Every checkpoint variable the network reads, with its TensorFlow shape (Conv2D kernel (kh, kw, in, out),
     Conv2DTranspose kernel (kh, kw, out, in))."""

@@ -1,4 +1,4 @@
-"""Spleeter U-Net variables: expected names and shapes (SPLEETER.md section 4), validation, fastsep model files.
+"""Spleeter U-Net variables: expected names and shapes (docs/spec.md §5), validation, fastsep model files.
 
 A fastsep model file is a .safetensors file holding the checkpoint's variables under their TensorFlow names,
 with the model config in its metadata: converting a checkpoint is reading it, checking it, and writing it.
@@ -14,45 +14,16 @@ import numpy as np
 from ..errors import ModelError
 from .config import ModelConfig
 from .files import atomic_path
+from .unet_spec import layer_names  # noqa: F401 - the checkpoint names live with the network description
 
 FORMAT = "fastsep-model-1"
 
 
-def _suffix(name: str, i: int) -> str:
-    return name if i == 0 else f"{name}_{i}"
-
-
-def layer_names(cfg: ModelConfig, stem: int) -> dict:
-    """Keras layer names of one stem's U-Net: each U-Net is created in full before the next."""
-    return {
-        "conv": [_suffix("conv2d", 7 * stem + k) for k in range(6)],
-        "final": _suffix("conv2d", 7 * stem + 6),
-        "deconv": [_suffix("conv2d_transpose", 6 * stem + k) for k in range(6)],
-        "enc_bn": [_suffix("batch_normalization", 12 * stem + k) for k in range(6)],
-        "dec_bn": [_suffix("batch_normalization", 12 * stem + 6 + k) for k in range(6)],
-    }
-
-
 def expected_variables(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every variable the network reads, with its TensorFlow shape."""
-    f = cfg.conv_n_filters
-    conv_in = (cfg.n_channels,) + f[:5]
-    deconv_out = (f[4], f[3], f[2], f[1], f[0], 1)
-    deconv_in = (f[5],) + tuple(2 * c for c in deconv_out[:5])
-    shapes = {}
-    for s in range(cfg.n_stems):
-        n = layer_names(cfg, s)
-        for k in range(6):
-            shapes[n["conv"][k] + "/kernel"] = (5, 5, conv_in[k], f[k])
-            shapes[n["conv"][k] + "/bias"] = (f[k],)
-            shapes[n["deconv"][k] + "/kernel"] = (5, 5, deconv_out[k], deconv_in[k])  # (kh, kw, out, in)
-            shapes[n["deconv"][k] + "/bias"] = (deconv_out[k],)
-            for bn, c in ((n["enc_bn"][k], f[k]), (n["dec_bn"][k], deconv_out[k])):
-                for v in ("gamma", "beta", "moving_mean", "moving_variance"):
-                    shapes[f"{bn}/{v}"] = (c,)
-        shapes[n["final"] + "/kernel"] = (4, 4, 1, cfg.n_channels)
-        shapes[n["final"] + "/bias"] = (cfg.n_channels,)
-    return shapes
+    """Every variable the network reads, with its TensorFlow shape (from the U-Net's description)."""
+    from .unet_spec import network_spec, variable_shapes
+
+    return variable_shapes(network_spec(cfg))
 
 
 def check_variables(variables: dict[str, np.ndarray], cfg: ModelConfig, source: str) -> dict[str, np.ndarray]:

@@ -1,10 +1,10 @@
-# Sourced by tools/gpu_check.sh after its own steps ($PY, $OUT, $ROOT, $TESTDIR, step, result set).
+# Sourced by tools/device/gpu_check.sh after its own steps ($PY, $OUT, $ROOT, $TESTDIR, step, result set).
 # The PyTorch U-Net built for speed (issue 12): per-layer profile and the throughput grid of the network alone
 # (fp32/fp16/bf16, NCHW/NHWC, eager/torch.compile, loop/grouped stems, batch sizes), then the whole pipeline device
 # to device with the fastest options. The torch_net_* steps need no native build (benchmarks/gpu_throughput.py
 # falls back to the source tree), so they can run alone:
-#     FASTSEP_GPU_STEPS='^(env|torch_net)' tools/gpu_check.sh            # network only, no build
-#     FASTSEP_GPU_STEPS='^(env|build|torch_)' tools/gpu_check.sh         # + the pipeline rows
+#     FASTSEP_GPU_STEPS='^(env|torch_net)' tools/device/gpu_check.sh            # network only, no build
+#     FASTSEP_GPU_STEPS='^(env|build|torch_)' tools/device/gpu_check.sh         # + the pipeline rows
 # Knobs: FASTSEP_TORCH_SPEED_STEMS (default "2stems 4stems"), FASTSEP_COMPILE_TIMEOUT (default 420 s).
 
 TORCH_SPEED_STEMS="${FASTSEP_TORCH_SPEED_STEMS:-2stems 4stems}"

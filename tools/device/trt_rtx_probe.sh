@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does TensorRT-RTX 1.7.1.116 run on this GPU (H100 = SM90, not among its targets SM75/80/86/89/120/121)?
 # Run on the GPU machine from the repo root, AFTER a first call that carried .device/trtx/part1 (kept there while
-# the machine stays warm) and ran tools/gpu_check.sh (fastsep built and installed); this call carries
+# the machine stays warm) and ran tools/device/gpu_check.sh (fastsep built and installed); this call carries
 # .device/trtx/part2. Steps, each time-guarded (the whole script aims at < 3 min):
 #   1. reassemble + check + unpack TensorRT-RTX (Python 3.12 bindings + libs) into $WORK, put it on PYTHONPATH
 #   2. probe: build a 2stems fp16 engine (random weights) for CURRENT, check validity, deserialise, run it and
@@ -9,7 +9,7 @@
 #   3. if it runs: the engine GPU tests (tests/test_gpu_backends.py -k engine) and the TensorRT throughput
 # Prints a verdict line last; logs under $OUT (default ./trt_probe_out).
 set -u -o pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 OUT="${OUT:-$ROOT/trt_probe_out}"
@@ -44,7 +44,7 @@ if ! (cd /tmp && "$PY" -c "from fastsep import native; native.require()") >>"$OU
 fi
 
 # 2. the probe
-(cd /tmp && timeout $((BUDGET - $(elapsed))) "$PY" "$ROOT/tools/trt_rtx_probe.py" --out "$OUT/trt_probe.json") 2>&1 |
+(cd /tmp && timeout $((BUDGET - $(elapsed))) "$PY" "$ROOT/tools/device/trt_rtx_probe.py" --out "$OUT/trt_probe.json") 2>&1 |
     tee -a "$OUT/trt_probe.log"
 RUNS=$("$PY" -c "import json; print(json.load(open('$OUT/trt_probe.json')).get('runs', False))" 2>/dev/null ||
        echo False)

@@ -6,10 +6,10 @@
 #   .device/trtx/part2/SHA256SUMS       checksum of the whole .xz (checked on the device after reassembly)
 #   .device/wheels/*.whl            Python 3.12 wheels the device lacks (safetensors, google-crc32c)
 #   .device/ckpt/a/p1 p2, .device/ckpt/b/p3 + index   the real 2stems checkpoint (78 MB) in three parts, for two
-#                                   calls made back to back (a, then b with the rest): tools/device_ckpt.sh joins them
-# Usage: tools/prepare_device_payload.sh [clips|wheels|trtx|ckpt|all]   (default all; PYTHON = interpreter with numpy + PyAV)
+#                                   calls made back to back (a, then b with the rest): tools/device/device_ckpt.sh joins them
+# Usage: tools/device/prepare_device_payload.sh [clips|wheels|trtx|ckpt|all]   (default all; PYTHON = interpreter with numpy + PyAV)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PY="${PYTHON:-python3}"
 WHAT="${1:-all}"
 TRT_VERSION=1.7.1.116
@@ -37,7 +37,7 @@ PYEOF
 fi
 
 if [[ "$WHAT" == wheels || "$WHAT" == all ]]; then
-    # Python 3.12 wheels the device lacks (GPU.md): safetensors (fastsep model files). gpu_check.sh installs
+    # Python 3.12 wheels the GPU machine lacks: safetensors (fastsep model files). gpu_check.sh installs
     # them offline with FASTSEP_WHEELS=.device/wheels.
     mkdir -p "$ROOT/.device/wheels"
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Probe: does TensorRT-RTX build and run the 2stems U-Nets on this GPU, and does it match the PyTorch runner?
 
-Run by tools/trt_rtx_probe.sh on the GPU machine (TensorRT-RTX on PYTHONPATH, fastsep installed). Random weights
+Run by tools/device/trt_rtx_probe.sh on the GPU machine (TensorRT-RTX on PYTHONPATH, fastsep installed). Random weights
 (tests/random_weights.py), fp16 then fp32; targets CURRENT, then SM89, SM80, SM120 until one runs. Writes a JSON
 report (--out) with a one-line "verdict" and prints each step.
 """

@@ -1,6 +1,6 @@
-# Sourced by tools/gpu_check.sh after its own steps ($PY, $OUT, $ROOT, $TESTDIR, step, result, run_tests set).
+# Sourced by tools/device/gpu_check.sh after its own steps ($PY, $OUT, $ROOT, $TESTDIR, step, result, run_tests set).
 # The network runners in the native GPU pipeline (issue 5): the PyTorch U-Net (fp32/fp16, CUDA graphs) against the
-# CPU pipeline and spleeter's goldens, then its throughput. TensorRT is probed separately (tools/trt_rtx_probe.sh).
+# CPU pipeline and spleeter's goldens, then its throughput. TensorRT is probed separately (tools/device/trt_rtx_probe.sh).
 # Knobs: FASTSEP_BACKEND_BENCH_SECONDS (default 60), FASTSEP_BACKEND_BENCH_ARGS (replaces the default grid).
 
 if [[ -d "$ROOT/.device/clips" ]]; then export FASTSEP_CLIPS_DIR="$ROOT/.device/clips"; fi

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# One-call GPU check (GPU.md "One call does it all"). Run from the repo root on the GPU machine:
-#     tools/gpu_check.sh
+# One-call GPU check (docs/architecture.md §5). Run from the repo root on the GPU machine:
+#     tools/device/gpu_check.sh
 # Steps run in order, each in its own log under a scratch folder ($OUT inside this script) and under a time limit;
 # a failing step is reported loudly and the script goes on. At the end the folder DEST (the device tool's $OUT,
 # else ./gpu_check_out) receives at most 8 files: results.txt, gpu_check_logs.tar.gz (every log) and the small
 # .tsv/.json summaries; the results table is printed LAST. Exit status: the number of failed steps.
 #
-# Adding steps (TensorRT / PyTorch runner, ...): put a bash file tools/gpu_check.d/NN-name.sh. Each is sourced, in
+# Adding steps (TensorRT / PyTorch runner, ...): put a bash file tools/device/gpu_check.d/NN-name.sh. Each is sourced, in
 # name order, after the built-in steps (package installed; $PY, $OUT, $ROOT, $TESTDIR exported). It should define
 # functions and call `step NAME COMMAND...` (runs COMMAND, a function or a program, with its log in $OUT/NAME.log,
 # never stops the script) and `result KEY VALUE` (a line of the final table). It must not `exit`. Example:
@@ -19,7 +19,7 @@
 # install offline first, e.g. scipy), CMAKE_CUDA_ARCHITECTURES (default: the full list of CMakeLists.txt).
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 DEST="${OUT:-$ROOT/gpu_check_out}"
@@ -94,7 +94,7 @@ if ! "$PY" -c "import scipy.fft" 2>/dev/null; then
     mkdir -p "$SHIM/scipy"
     : >"$SHIM/scipy/__init__.py"
     cat >"$SHIM/scipy/fft.py" <<'PYEOF'
-# numpy.fft stand-in used by tools/gpu_check.sh only where scipy is not installed
+# numpy.fft stand-in used by tools/device/gpu_check.sh only where scipy is not installed
 import numpy as _np
 def rfft(x, n=None, axis=-1, norm=None, workers=None, **_):
     return _np.fft.rfft(x, n=n, axis=axis, norm=norm)
@@ -243,8 +243,8 @@ PYEOF
 step dsp_bench dsp_bench
 
 # ------------------------------------------------------------------------------------------ 5. appended steps
-if [[ -d "$ROOT/tools/gpu_check.d" ]]; then
-    for f in "$ROOT"/tools/gpu_check.d/*.sh; do
+if [[ -d "$ROOT/tools/device/gpu_check.d" ]]; then
+    for f in "$ROOT"/tools/device/gpu_check.d/*.sh; do
         [[ -e "$f" ]] || continue
         echo "=== sourcing $f" | tee -a "$OUT/gpu_check.log"
         # shellcheck disable=SC1090
