@@ -10,7 +10,8 @@ import numpy as np
 
 from ..audio import CODECS
 from ..file_engine import separate_file
-from ..outputs import DEFAULT_FORMAT, MAX_SECONDS, check_format, missing_folders, output_paths, remove_empty
+from ..outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_format, missing_folders, output_paths, precheck_output,
+                       remove_empty)
 from ..separator import Separator as FastsepSeparator
 from ._errors import SpleeterError, spleeter_errors
 from .audio import Codec, codec_name
@@ -81,7 +82,10 @@ class Separator:
 
     def _write(self, sources: dict, paths: dict, codec, adapter: AudioAdapter, bitrate: str) -> None:
         for name, path in paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)  # adapters expect the folder, as Spleeter makes it
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)  # adapters expect the folder, as Spleeter makes it
+            except OSError as e:
+                raise SpleeterError(f"cannot create folder {path.parent}: {e.strerror or e}") from None
             adapter.save(str(path), sources[name], self._sample_rate, codec, bitrate)
 
 
@@ -101,6 +105,7 @@ def _plan(audio_descriptor, destination, filename_format: str, instruments, code
         if name not in CODECS:
             raise SpleeterError(f"unknown codec {name!r}: choose one of {', '.join(CODECS)}")
         check_format(filename_format)
+        precheck_output(pathlib.Path(destination))
         return output_paths(os.fsdecode(audio_descriptor), pathlib.Path(destination), filename_format, instruments,
                             name)
 
