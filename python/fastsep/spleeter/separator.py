@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Optional
 
 import numpy as np
 
@@ -32,14 +31,14 @@ class Separator:
             self._separator = FastsepSeparator(params_descriptor, mwf=bool(MWF))
         self._sample_rate = int(self._separator.config.sample_rate)
 
-    def separate(self, waveform: np.ndarray, audio_descriptor: Optional[str] = "") -> dict:
+    def separate(self, waveform: np.ndarray, audio_descriptor: str | None = "") -> dict:
         """{instrument: float32 (samples, 2)} for a waveform (samples, channels) at the model's sample rate; mono
         is duplicated and channels past the second dropped, as Spleeter does."""
         with spleeter_errors():
             return self._separator.run(waveform, self._sample_rate)
 
-    def separate_to_file(self, audio_descriptor, destination: str, audio_adapter: Optional[AudioAdapter] = None,
-                         offset: float = 0, duration: Optional[float] = None, codec: Codec = Codec.WAV,
+    def separate_to_file(self, audio_descriptor, destination: str, audio_adapter: AudioAdapter | None = None,
+                         offset: float = 0, duration: float | None = None, codec: Codec = Codec.WAV,
                          bitrate: str = "128k", filename_format: str = DEFAULT_FORMAT,
                          synchronous: bool = True) -> None:
         """Separate the file `audio_descriptor` into `destination`/`filename_format` ({filename}, {foldername},
@@ -65,7 +64,7 @@ class Separator:
             raise
 
     def save_to_file(self, sources: dict, audio_descriptor, destination: str, filename_format: str = DEFAULT_FORMAT,
-                     codec: Codec = Codec.WAV, audio_adapter: Optional[AudioAdapter] = None, bitrate: str = "128k",
+                     codec: Codec = Codec.WAV, audio_adapter: AudioAdapter | None = None, bitrate: str = "128k",
                      synchronous: bool = True) -> None:
         """Write {instrument: (samples, channels)} at the model's sample rate to the formatted paths, through
         `audio_adapter` (default: fastsep's)."""

@@ -7,7 +7,6 @@ import importlib
 import os
 import warnings
 from abc import ABC, abstractmethod
-from typing import Optional
 
 import numpy as np
 
@@ -20,26 +19,26 @@ class AudioAdapter(ABC):
     """Loads and saves audio for a Separator. Subclass it (implement load, and save if files are written) to
     bring your own I/O, as with Spleeter; AudioAdapter.default() is fastsep's."""
 
-    _DEFAULT: Optional["AudioAdapter"] = None
+    _DEFAULT: AudioAdapter | None = None
 
     @abstractmethod
-    def load(self, audio_descriptor, offset: Optional[float] = None, duration: Optional[float] = None,
-             sample_rate: Optional[float] = None, dtype=np.float32) -> tuple[np.ndarray, int]:
+    def load(self, audio_descriptor, offset: float | None = None, duration: float | None = None,
+             sample_rate: float | None = None, dtype=np.float32) -> tuple[np.ndarray, int]:
         """(waveform (samples, channels), sample_rate) of the audio `audio_descriptor` names."""
 
-    def save(self, path, data: np.ndarray, sample_rate: float, codec=None, bitrate: Optional[str] = None) -> None:
+    def save(self, path, data: np.ndarray, sample_rate: float, codec=None, bitrate: str | None = None) -> None:
         # Spleeter's base class writes nothing here, silently; a missing save is an error instead.
         raise SpleeterError(f"{type(self).__name__} cannot save audio: it does not implement save()")
 
     @classmethod
-    def default(cls) -> "AudioAdapter":
+    def default(cls) -> AudioAdapter:
         """The shared fastsep audio adapter."""
         if AudioAdapter._DEFAULT is None:
             AudioAdapter._DEFAULT = FastsepAudioAdapter()
         return AudioAdapter._DEFAULT
 
     @classmethod
-    def get(cls, descriptor: str) -> "AudioAdapter":
+    def get(cls, descriptor: str) -> AudioAdapter:
         """An adapter by class path ("package.module.Class"); the default one for an empty descriptor."""
         if not descriptor:
             return cls.default()
@@ -57,8 +56,8 @@ class FastsepAudioAdapter(AudioAdapter):
     """fastsep.audio behind Spleeter's adapter calls. Unlike Spleeter's ffmpeg adapter, errors are never lost:
     every failed read or write raises SpleeterError, and files are written atomically (never truncated)."""
 
-    def load(self, audio_descriptor, offset: Optional[float] = None, duration: Optional[float] = None,
-             sample_rate: Optional[float] = None, dtype=np.float32) -> tuple[np.ndarray, int]:
+    def load(self, audio_descriptor, offset: float | None = None, duration: float | None = None,
+             sample_rate: float | None = None, dtype=np.float32) -> tuple[np.ndarray, int]:
         """Every channel of the file, from `offset` for `duration` seconds (None: from the start, to the end), at
         `sample_rate` (None: the file's own), as `dtype` (a NumPy dtype or Spleeter's b"float32")."""
         dtype = np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype)
@@ -67,7 +66,7 @@ class FastsepAudioAdapter(AudioAdapter):
                                         sample_rate=sample_rate, max_channels=None)
         return waveform.astype(dtype, copy=False), rate
 
-    def save(self, path, data: np.ndarray, sample_rate: float, codec=None, bitrate: Optional[str] = None) -> None:
+    def save(self, path, data: np.ndarray, sample_rate: float, codec=None, bitrate: str | None = None) -> None:
         """Write `data` (samples, channels) to `path`; the codec defaults to the extension's, wav is 16-bit as
         Spleeter's. An existing file is replaced, as Spleeter does."""
         with spleeter_errors():
