@@ -208,7 +208,7 @@ def test_writes_finish_before_return_and_errors_raise(tiny, tmp_path):
     song = tmp_path / "song.wav"
     audio.save(song, _tone(1.0), SR, pcm="f32")
     sep = Separator(str(tiny), multiprocess=True)
-    sep.separate_to_file(str(song), str(tmp_path / "out"), synchronous=False)
+    sep.separate_to_file(str(song), str(tmp_path / "out"), offset=None, synchronous=False)
     stems = sep.separate(audio.load(song)[0])
     for name, want in stems.items():
         got, _ = audio.load(tmp_path / "out" / "song" / f"{name}.wav")  # complete before join()

@@ -44,6 +44,7 @@ class Separator:
         """Separate the file `audio_descriptor` into `destination`/`filename_format` ({filename}, {foldername},
         {instrument}, {codec}). duration None (the default) separates to the end of the file, where Spleeter cut
         at 600 s; give it to cut. Every path is checked (inside `destination`, one per stem) before any work."""
+        offset = offset or 0.0  # None too, as Spleeter's adapters take it
         _check_span(offset, duration)
         paths = _plan(audio_descriptor, destination, filename_format, self._separator.instruments, codec)
         created = missing_folders(paths.values(), pathlib.Path(destination))
