@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("separate", parents=[common], help="separate audio files into stems",
                        description="Separate audio files into stems (the model is loaded once for all files).")
-    s.add_argument("files", nargs="+", metavar="FILES", help="audio or video files (anything FFmpeg decodes)")
+    s.add_argument("files", nargs="*", metavar="FILES", help="audio or video files (anything FFmpeg decodes)")
+    s.add_argument("-i", "--inputs", dest="deprecated_inputs", nargs="+", action="extend", default=[],
+                   metavar="FILE", help="the same as FILES (spleeter 2.0's way to name inputs)")
     s.add_argument("-p", "--model", "--params_filename", dest="model", default="2stems",
                    help="stock model (2stems, 4stems, 5stems, *-16kHz, optional 'spleeter:' prefix), a Spleeter "
                         "checkpoint folder, a .safetensors or .onnx file (default: 2stems)")
@@ -56,18 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output path under the output folder; fields {filename}, {foldername}, {instrument}, "
                         "{codec} (default: %(default)s)")
     s.add_argument("-c", "--codec", default="wav", help="wav, flac, mp3, ogg, opus, m4a or wma (default: wav)")
-    s.add_argument("-b", "--bitrate", default="128k", help="bitrate of lossy codecs (default: 128k)")
+    s.add_argument("-b", "--bitrate", "--birate", dest="bitrate", default="128k",
+                   help="bitrate of lossy codecs (default: 128k)")
     s.add_argument("--pcm", default="s16", choices=("s16", "s24", "f32"),
                    help="wav sample format: 16-bit, 24-bit or 32-bit float (default: s16, as spleeter); flac is "
                         "16-bit for s16, else 24-bit")
     s.add_argument("-s", "--offset", type=float, default=0.0, help="start offset in seconds (default: 0)")
     s.add_argument("-d", "--duration", type=float, default=None,
                    help="seconds to separate from the offset (default: the whole file; no 10-minute cut)")
-    s.add_argument("--mwf", action="store_true",
+    s.add_argument("-m", "--mwf", action="store_true",
                    help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
                         "memory grows with the song)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _backend_options(s)
+    _ignored_spleeter_options(s)
 
     d = sub.add_parser("download", parents=[common], help="download pretrained models",
                        description="Fetch Spleeter's official release archive, check its sha256 and unpack it "
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Separate tracks that have reference stems and score them with museval "
                                    "(BSSEval v4, 1 s frames): median over frames per track, then median over "
                                    "tracks, as 'spleeter evaluate' reports.")
-    v.add_argument("inputs", nargs="+", metavar="PATH",
+    v.add_argument("inputs", nargs="*", metavar="PATH",
                    help="musdb folder (<track>/mixture.wav + <stem>.wav, or a test/ subfolder), one track folder, "
                         "or .stem.mp4 files (streams: mix, drums, bass, other, vocals)")
     v.add_argument("-p", "--model", "--params_filename", dest="model", default="2stems", help="model (default 2stems)")
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the estimates here as <track>/<instrument>.wav (float)")
     v.add_argument("--json", default=None, metavar="FILE", help="write per-track and aggregate scores as JSON")
     v.add_argument("-d", "--duration", type=float, default=None, help="evaluate only the first seconds of each track")
+    v.add_argument("--mus_dir", default=None, metavar="MUSDB_DIR", help="a musdb folder (as PATH; spleeter's option)")
+    v.add_argument("-m", "--mwf", action="store_true", help="multichannel Wiener filter, as spleeter --mwf")
+    _ignored_spleeter_options(v)
 
     b = sub.add_parser("build", parents=[common], help="build a TensorRT engine for the GPU pipeline",
                        description="Compile a model's U-Nets into a TensorRT engine file that holds its config, so "
@@ -146,6 +153,37 @@ def _backend_options(parser) -> None:
                              + " ('fastsep backends' lists them)")
     parser.add_argument("--precision", default=None, choices=backends.PRECISIONS,
                         help="network precision, as the backend offers (default: its first; fp32 is Spleeter-exact)")
+
+
+def _ignored_spleeter_options(parser) -> None:
+    """spleeter 2.x options that have nothing to choose in fastsep: accepted, so that its scripts run unchanged."""
+    parser.add_argument("-a", "--adapter", default=None, help="ignored (spleeter's audio I/O class)")
+    parser.add_argument("-B", "--stft-backend", dest="stft_backend", default=None,
+                        choices=("auto", "tensorflow", "librosa"), help="ignored (spleeter 2.0-2.3's STFT choice)")
+
+
+IGNORED_NOTES = {
+    "adapter": "-a/--adapter is ignored: fastsep reads and writes audio with its own decoder and encoder (FFmpeg "
+               "inside PyAV), and spleeter's adapter classes do not run here",
+    "stft_backend": "-B/--stft-backend is ignored: fastsep has one STFT, which computes what spleeter's TensorFlow "
+                    "STFT computes (--backend chooses where the network runs)",
+}
+
+
+def apply_spleeter_options(args, con: Console) -> None:
+    """spleeter 2.0-2.4's ways to name inputs (-i/--inputs, --mus_dir) join the arguments; one line per option
+    that is accepted and ignored."""
+    if args.command == "separate":
+        args.files = args.files + args.deprecated_inputs
+        if not args.files:
+            raise UsageError("separate: give the audio files to separate (FILES)")
+    if args.command == "evaluate":
+        args.inputs = args.inputs + ([args.mus_dir] if args.mus_dir else [])
+        if not args.inputs:
+            raise UsageError("evaluate: give a musdb folder, track folders or .stem.mp4 files (PATH or --mus_dir)")
+    for option, note in IGNORED_NOTES.items():
+        if getattr(args, option, None) is not None:
+            con.print(f"note: {note}")
 
 
 def cmd_backends(args, con: Console) -> int:
@@ -512,6 +550,7 @@ def main(argv=None) -> int:
     except (ValueError, OSError):  # not the main thread (embedded use)
         pass
     try:
+        apply_spleeter_options(args, con)
         return COMMANDS[args.command](args, con)
     except KeyboardInterrupt:
         con.done()

@@ -237,7 +237,7 @@ def run_cli(args, con) -> int:
     if out_dir is not None:  # checked whole before the model loads
         precheck_output(out_dir)
         plans = output_paths(tracks, out_dir, source.config.instruments)
-    sep = load_separator(source, args.backend, con)
+    sep = load_separator(source, args.backend, con, mwf=args.mwf)
     created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
     try:
         return _evaluate_tracks(args, con, sep, tracks, plans)
