@@ -501,8 +501,10 @@ def cmd_bench(args, con: Console) -> int:
 
     from . import Separator
 
-    if args.seconds <= 0 or args.runs < 1:
-        raise UsageError("--seconds must be positive and --runs at least 1")
+    if not 0 < args.seconds <= 3600 or not 1 <= args.runs <= 1000:  # also refuses nan and inf
+        raise UsageError(f"--seconds must be in (0, 3600] and --runs in 1..1000 (got {args.seconds:g}, {args.runs})")
+    if args.batch_segments is not None and not 1 <= args.batch_segments <= 64:
+        raise UsageError(f"--batch-segments must be in 1..64 (got {args.batch_segments})")
     t0 = time.perf_counter()
     sep = Separator(args.model, config=args.config, backend=args.backend, batch_segments=args.batch_segments,
                     precision=args.precision)
