@@ -417,7 +417,7 @@ def _common_parent(paths) -> str:
 
 def _unexpected(e: BaseException, con: Console) -> str:
     if con.verbose:
-        con.print("".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip(), always=True)
+        con.print("".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip(), always=True, lines=True)
     return f"unexpected {type(e).__name__}: {e} (run with --verbose for details)"
 
 
@@ -565,7 +565,7 @@ def main(argv=None) -> int:
     except FastsepError as e:
         con.done()
         if con.verbose:
-            con.print(traceback.format_exc().rstrip(), always=True)
+            con.print(traceback.format_exc().rstrip(), always=True, lines=True)
         con.print(f"fastsep: error: {e}", always=True)
         return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - last resort: still one line unless --verbose

@@ -9,6 +9,15 @@ import threading
 import time
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+
+
+def one_line(text: str) -> str:
+    """Control characters (a file name's newline, a terminal escape) shown as \\xNN: every message stays one line
+    and cannot drive the terminal."""
+    return str(text).translate(_CONTROL)
+
+
 class Console:
     """Messages and a progress line on stderr, shared by threads.
 
@@ -40,9 +49,11 @@ class Console:
         if self.tty and self._line:
             self._write("\r\x1b[2K")
 
-    def print(self, text: str, always: bool = False) -> None:
+    def print(self, text: str, always: bool = False, lines: bool = False) -> None:
+        """One message line; `lines` keeps its line breaks (tracebacks)."""
         if self.quiet and not always:
             return
+        text = "\n".join(map(one_line, text.split("\n"))) if lines else one_line(text)
         with self._lock:
             self._clear()
             self._write(text + "\n")
@@ -65,7 +76,7 @@ class Console:
                 return
             self._last_draw = now
             width = shutil.get_terminal_size((100, 20)).columns - 1
-            self._line = text[:width]
+            self._line = one_line(text)[:width]
             self._write("\r\x1b[2K" + self._line)
 
     def done(self) -> None:

@@ -31,3 +31,14 @@ def test_bench_refuses_unbounded_arguments(args, match):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_control_characters_in_file_names_stay_on_one_line(tmp_path):
+    bad = tmp_path / "a\nfake: done\x1b[2J.wav"
+    bad.write_bytes(b"not audio at all")
+    r = fastsep_cli("separate", "-p", "2stems", "-o", tmp_path / "out", bad)
+    assert r.returncode == 1, r.stderr
+    assert "\x1b" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "a\\x0afake: done\\x1b[2J.wav" in errors[0], r.stderr
+    assert not any(line.startswith("fake: done") for line in r.stderr.splitlines())
