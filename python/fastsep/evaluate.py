@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 
@@ -230,7 +229,13 @@ def run_cli(args, con) -> int:
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
     tracks = find_tracks(args.inputs)
+    names = [t.name for t in tracks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # their scores (and estimates) would replace each other's
+        raise UsageError(f"two tracks are named {twice[0]!r}: evaluate them in separate runs")
     check_duration(args.duration)
+    if args.json:
+        _check_json_target(pathlib.Path(args.json))
     out_dir = pathlib.Path(args.output_path) if args.output_path else None
     source = resolve(args.model, args.config)
     plans = {}
@@ -277,17 +282,17 @@ def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
 
 
 def _write_atomically(path: pathlib.Path, text: str) -> None:
-    """A new temporary file (never one planted in its place) beside ``path``, renamed over it when complete."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as e:
-        raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise FastsepError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+    """Through models.files.atomic_path: an exclusive temporary file, fsynced, renamed over ``path``."""
+    from .models.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _check_json_target(path: pathlib.Path) -> None:
+    """--json is checked before any work: its folder exists and is writable, and it is not a folder."""
+    folder = path.absolute().parent
+    if path.is_dir():
+        raise UsageError(f"--json {path} is a folder: give a file name")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--json {path}: its folder {folder} does not exist or is not writable")

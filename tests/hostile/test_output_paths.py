@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -331,3 +332,17 @@ def test_evaluate_never_writes_estimates_over_its_references(tmp_path, musdb_tra
     assert r.returncode == 2, r.stderr
     assert "input" in one_error_line(r)
     assert {p: p.read_bytes() for p in musdb_track.iterdir()} == before
+
+
+def test_evaluate_refuses_tracks_of_one_name_and_a_bad_json_target_before_any_work(tmp_path, musdb_track, tiny):
+    _needs_museval()
+    twin = tmp_path / "other" / "Falcon"
+    shutil.copytree(musdb_track, twin)
+    before = tree(tmp_path)
+    r = run_cli("evaluate", "-p", tiny, musdb_track, twin)  # no -o: their scores would replace each other's
+    assert r.returncode == 2 and "two tracks are named 'Falcon'" in one_error_line(r), r.stderr
+    r = run_cli("evaluate", "-p", tiny, "--json", tmp_path, musdb_track)
+    assert r.returncode == 2 and "is a folder" in one_error_line(r), r.stderr
+    r = run_cli("evaluate", "-p", tiny, "--json", tmp_path / "nowhere" / "s.json", musdb_track)
+    assert r.returncode == 2 and "does not exist" in one_error_line(r), r.stderr
+    assert tree(tmp_path) == before
