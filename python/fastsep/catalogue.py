@@ -372,6 +372,15 @@ def discard(job: Job) -> None:
             pass
 
 
+def abandon(job: Job) -> None:
+    """discard() for a track whose worker died: also its temp files, which no later write of it will remove."""
+    from .audio import _remove_stale_temps
+
+    discard(job)
+    for p in job.outputs.values():
+        _remove_stale_temps(Path(p))  # only those of dead processes (pids on this machine)
+
+
 @contextmanager
 def _local_copy(track: Track):
     """A local path to read the track from: itself, or a temporary copy of a remote file (streamed, removed)."""
@@ -551,11 +560,11 @@ def _schedule(actors, jobs, retries: int, progress: Progress) -> list:
             try:
                 row = ray.get(ref)
             except RayActorError as e:
-                discard(job)
-                row = _row(job.track, "failed", error=f"its worker died {retries + 1} times on it "
+                abandon(job)
+                row = _row(job.track, "failed", error=f"its worker died on each of {retries + 1} attempt(s) "
                                                       f"({str(e).splitlines()[0]})")
             except RayError as e:
-                discard(job)
+                abandon(job)
                 row = _row(job.track, "failed", error=f"Ray error: {str(e).splitlines()[0]}")
             rows.append(row)
             progress.add(row)
