@@ -321,7 +321,8 @@ def plan(tracks, out_dir: Path, instruments, options: Options, model_id: str) ->
             continue
         owner.update({p: t.uri for p in paths.values()})
         outputs = {stem: str(p) for stem, p in paths.items()}
-        key = {"model": model_id, "options": dataclasses.asdict(options), "outputs": outputs,
+        relative = {stem: os.path.relpath(p, out_dir) for stem, p in outputs.items()}  # OUT may move
+        key = {"model": model_id, "options": dataclasses.asdict(options), "outputs": relative,
                "input": {"uri": t.uri, "size": t.size, "mtime_ns": t.mtime_ns}}
         jobs.append(Job(t, outputs, str(marker_path(out_dir, t)), key, options))
     return jobs, failed
@@ -476,7 +477,8 @@ def connect(address: str) -> bool:
         return False
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     if address == "local":
-        ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ray.init(address="local", num_cpus=cores, **kwargs)
     else:
         try:
             ray.init(address=address, **kwargs)
@@ -537,13 +539,13 @@ class Progress:
             self.con.print(self.line())
 
 
-def _schedule(actors, jobs, retries: int, progress: Progress) -> list:
-    """Feed jobs to the actors, IN_FLIGHT_PER_WORKER each, and collect one row per job."""
+def _schedule(actors, jobs, retries: int, progress: Progress, rows: list) -> None:
+    """Feed jobs to the actors, IN_FLIGHT_PER_WORKER each, and append one row per job to `rows`."""
     ray = _ray()
     from ray.exceptions import RayActorError, RayError
 
     queue = deque(jobs)
-    running, rows = {}, []
+    running = {}
 
     def submit(actor):
         if queue:
@@ -570,7 +572,6 @@ def _schedule(actors, jobs, retries: int, progress: Progress) -> list:
             progress.add(row)
             submit(actor)
         progress.show()
-    return rows
 
 
 def run_catalogue(inputs, out_dir, model="2stems", *, config: Optional[str] = None, backend: str = "auto",
@@ -587,7 +588,7 @@ def run_catalogue(inputs, out_dir, model="2stems", *, config: Optional[str] = No
 
     t0 = time.monotonic()
     options.check()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # workers run elsewhere (another folder, another node)
     if _is_uri(str(out_dir)):
         raise UsageError("the output folder must be a path (a local or shared file system), not a URI")
     if workers is not None and workers < 1:
@@ -626,7 +627,10 @@ def run_catalogue(inputs, out_dir, model="2stems", *, config: Optional[str] = No
             threads = max(1, int(cpus_per_worker))
             actors = [actor_class.remote(source, backend, precision, threads) for _ in range(n_workers)]
             _check_model_loads(actors)
-            rows += _schedule(actors, todo, retries, progress)
+            _schedule(actors, todo, retries, progress, rows)
+        except KeyboardInterrupt:  # the tracks finished so far are reported; the rest are redone on a rerun
+            write_report(rows, out_dir / REPORT_NAME)
+            raise
         finally:
             for actor in actors:
                 ray.kill(actor)
