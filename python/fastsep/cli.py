@@ -1,4 +1,4 @@
-"""The ``fastsep`` command: separate | download | convert | export-onnx | evaluate | build | bench.
+"""The ``fastsep`` command: separate | catalogue | download | convert | export-onnx | evaluate | build | bench.
 
 Every error the user can cause is a FastsepError printed as one line (no traceback, ``--verbose`` adds it).
 Exit status: 0 success, 1 some inputs failed, 2 bad usage or setup (nothing was done), 130 interrupted.
@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-segments", type=int, default=None, help="segments per network call")
     m.add_argument("--seconds", type=float, default=60.0, help="length of each song (default 60)")
     m.add_argument("--runs", type=int, default=3, help="timed songs (default 3)")
+
+    from .catalogue import add_arguments as catalogue_arguments
+
+    k = sub.add_parser("catalogue", parents=[common], help="separate a catalogue of tracks on Ray workers, resumably",
+                       description="Separate folders, globs or manifests of tracks with Ray workers (each holds one "
+                                   "model): complete tracks are skipped on a rerun, bad ones are reported in "
+                                   "OUT/_fastsep_report.parquet. pip install 'fastsep[ray]'.")
+    catalogue_arguments(k)
+    _backend_options(k)
 
     sub.add_parser("backends", parents=[common], help="list the network backends and what runs on this machine",
                    description="Every registered backend: where it runs, its precisions, and whether it is installed "
@@ -474,6 +483,12 @@ def cmd_evaluate(args, con: Console) -> int:
     return evaluate.run_cli(args, con)
 
 
+def cmd_catalogue(args, con: Console) -> int:
+    from . import catalogue
+
+    return catalogue.run_cli(args, con)
+
+
 def _batch_profile(text: str) -> tuple[int, int, int]:
     try:
         lo, opt, hi = (int(v) for v in text.split(":"))
@@ -533,6 +548,7 @@ COMMANDS = {
     "convert": cmd_convert,
     "export-onnx": cmd_export_onnx,
     "evaluate": cmd_evaluate,
+    "catalogue": cmd_catalogue,
 }
 
 
