@@ -65,9 +65,10 @@ class OpenVINORunner:
         tensors = {INPUT: self._ov.Tensor(np.ascontiguousarray(magnitudes, dtype=np.float32), shared_memory=True)}
         for request in self._requests:
             for port in request.model_inputs:
-                request.set_tensor(port, tensors[port.get_any_name()])
+                request.set_tensor(port, next(tensors[n] for n in port.get_names() if n in tensors))
             request.infer()
-            tensors.update((port.get_any_name(), request.get_tensor(port)) for port in request.model_outputs)
+            for port in request.model_outputs:  # a port has every name of its tensor (an fp16 export's Cast too)
+                tensors.update(dict.fromkeys(port.get_names(), request.get_tensor(port)))
         # A copy: the next call must not overwrite the estimates the pipeline still holds.
         return tensors[OUTPUT].data.copy()
 
