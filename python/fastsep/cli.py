@@ -23,6 +23,7 @@ from .console import Console, bar, download_progress, fmt_seconds, load_separato
 from .errors import FastsepError, MissingDependencyError, UsageError
 from .outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_duration, check_format, check_writable, missing_folders,
                       plan_outputs, precheck_output, remove_empty)
+from .quality_options import MAX_OVERLAP, RECOMMENDED_OVERLAP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mwf", action="store_true",
                    help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
                         "memory grows with the song)")
+    s.add_argument("--overlap", type=float, nargs="?", const=RECOMMENDED_OVERLAP, default=0.0, metavar="X",
+                   help="beyond spleeter: segments overlap by the fraction X (0 to 0.9; alone: "
+                        f"{RECOMMENDED_OVERLAP}) and are cross-faded, so no seam remains every 11.9 s; network time "
+                        "x 1/(1-X) (CPU pipeline)")
+    s.add_argument("--full-band", action="store_true",
+                   help="beyond spleeter: keep the band above the model's 11 kHz (16.5 kHz for -16kHz), so the "
+                        "stems sum to the input (CPU pipeline)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _backend_options(s)
 
@@ -170,6 +178,10 @@ def cmd_separate(args, con: Console) -> int:
     audio.silence_ffmpeg_logs()
     if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
         raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
+    if not 0 <= args.overlap <= MAX_OVERLAP:  # also refuses nan
+        raise UsageError(f"--overlap must be from 0 to {MAX_OVERLAP:g} (got {args.overlap:g})")
+    if (args.overlap or args.full_band) and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
+        raise UsageError("--overlap and --full-band run in the CPU pipeline only: use a CPU backend (or auto)")
     codec = args.codec.lower()
     if codec not in audio.CODECS:
         raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
@@ -211,7 +223,8 @@ def cmd_separate(args, con: Console) -> int:
             con.print(f"{f}: keeping {len(existing)} existing output(s); writing the missing ones")
         todo.append((f, paths))
 
-    sep = load_separator(source, args.backend, con, args.precision, args.mwf) if todo else None
+    sep = load_separator(source, args.backend, con, args.precision, args.mwf, overlap=args.overlap,
+                         full_band=args.full_band) if todo else None
     rate = int(sep.config.sample_rate) if sep is not None else 44100
     created = missing_folders([t for _, paths in todo for t in paths.values()], out_dir)
 

@@ -13,6 +13,7 @@ from .models.config import ModelConfig
 from .resample import resample
 
 _MWF_CPU_ONLY = "mwf (multichannel Wiener filter) runs in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
+_QUALITY_CPU_ONLY = "overlap and full_band run in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
 
 
 def _as_float_waveform(x) -> np.ndarray:
@@ -59,19 +60,27 @@ class Separator:
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
     pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
     (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
+    overlap, full_band: beyond Spleeter (docs/spec.md §12; CPU pipeline only). overlap in [0, 0.9]: segments overlap
+    by that fraction and are cross-faded, so no segment boundary remains (network time x 1 / (1 - overlap); 0.25 is
+    the measured choice, fastsep.quality.RECOMMENDED_OVERLAP). full_band: masks above the network's bins (11 kHz
+    for 2stems) from its top octave instead of 0, so the stems sum to the mix. Both off: Spleeter's exact output.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
 
     def __init__(self, model: str | os.PathLike, config: str | None = None, backend: str = "auto",
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
-                 cuda_graphs: bool = False, mwf: bool = False):
+                 cuda_graphs: bool = False, mwf: bool = False, overlap: float = 0.0, full_band: bool = False):
         from . import backends
         from .models.source import kind_of, resolve
+        from .quality_options import Quality
 
+        quality = Quality(overlap, bool(full_band))
         chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
         if mwf and "cpu" not in chosen.devices:
             raise FastsepError(_MWF_CPU_ONLY)
+        if not quality.spleeter_exact and "cpu" not in chosen.devices:
+            raise FastsepError(_QUALITY_CPU_ONLY)
         source = resolve(model, config)
         if source.kind == "engine":
             if precision is not None and precision != source.precision:
@@ -81,6 +90,8 @@ class Separator:
         self._runner, self._gpu = chosen.create(source, options)
         if self._gpu is not None and mwf:
             raise FastsepError(_MWF_CPU_ONLY)
+        if self._gpu is not None and not quality.spleeter_exact:
+            raise FastsepError(_QUALITY_CPU_ONLY)
         self.backend = chosen.name
         self.precision = precision_run
         self.source = source
@@ -90,7 +101,7 @@ class Separator:
         else:
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf)
+            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf, quality=quality)
 
     @property
     def device(self) -> str:
