@@ -42,15 +42,16 @@ __global__ void mask_mean_kernel(dsp::MaskArgs<NetT> a, float* mean_out) {
         int s, c;
         int64_t fl;
         dsp::mask_mean_row_coords(a, row, s, c, fl);
+        const int first = dsp::mask_mean_first_bin(a.extension, a.F);
         float sum = 0.0f;
-        for (int f = threadIdx.x; f < a.F; f += blockDim.x) sum += dsp::mask_value(a, s, c, fl, f);
+        for (int f = first + threadIdx.x; f < a.F; f += blockDim.x) sum += dsp::mask_value(a, s, c, fl, f);
         partial[threadIdx.x] = sum;
         __syncthreads();
         for (int w = blockDim.x / 2; w > 0; w >>= 1) {
             if (threadIdx.x < w) partial[threadIdx.x] += partial[threadIdx.x + w];
             __syncthreads();
         }
-        if (threadIdx.x == 0) mean_out[row] = partial[0] / static_cast<float>(a.F);
+        if (threadIdx.x == 0) mean_out[row] = partial[0] / static_cast<float>(a.F - first);
         __syncthreads();
     }
 }
@@ -59,6 +60,19 @@ template <class NetT>
 __global__ void mask_kernel(dsp::MaskArgs<NetT> a) {
     const int64_t n = dsp::mask_elements(a);
     FASTSEP_GRID_STRIDE(i, n) dsp::mask_element(a, i);
+}
+
+template <class NetT>
+__global__ void blend_kernel(dsp::BlendArgs<NetT> a) {
+    const int64_t n = dsp::blend_elements(a);
+    FASTSEP_GRID_STRIDE(i, n) dsp::blend_element(a, i);
+}
+
+template <class NetT>
+void blend_t(const BlendLaunch& m, cudaStream_t stream) {
+    dsp::BlendArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.fade, m.tail_in, m.blended, m.tail_out,
+                           m.first_segment, m.n_segments, m.span, m.count, m.tail_frames, m.b, m.S, m.T, m.F, m.hop};
+    FASTSEP_LAUNCH(blend_kernel<NetT>, blocks_for(dsp::blend_elements(a)), kThreads, 0, stream, a);
 }
 
 __global__ void ola_kernel(dsp::OlaArgs a) {
@@ -75,8 +89,8 @@ __global__ void known_network_kernel(dsp::KnownNetworkArgs<NetT> k) {
 template <class NetT>
 void apply_masks_t(const MaskLaunch& m, cudaStream_t stream) {
     dsp::MaskArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.spectrum, m.mask_mean, m.stems, m.count,
-                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension};
-    if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
+                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension, m.spectrum_frames};
+    if (m.extension != dsp::MaskExtension::Zeros && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
         const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, 65535 * 4));
         FASTSEP_LAUNCH(mask_mean_kernel<NetT>, grid, kThreads, 0, stream, a, m.mask_mean);
@@ -103,6 +117,13 @@ void apply_masks(const MaskLaunch& m, cudaStream_t stream) {
         apply_masks_t<__half>(m, stream);
     else
         apply_masks_t<float>(m, stream);
+}
+
+void blend(const BlendLaunch& m, cudaStream_t stream) {
+    if (m.dtype == NetDType::Float16)
+        blend_t<__half>(m, stream);
+    else
+        blend_t<float>(m, stream);
 }
 
 void overlap_add(const dsp::OlaArgs& a, cudaStream_t stream) {

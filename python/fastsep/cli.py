@@ -70,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=float, nargs="?", const=RECOMMENDED_OVERLAP, default=0.0, metavar="X",
                    help="beyond spleeter: segments overlap by the fraction X (0 to 0.9; alone: "
                         f"{RECOMMENDED_OVERLAP}) and are cross-faded, so no seam remains every 11.9 s; network time "
-                        "x 1/(1-X) (CPU pipeline)")
+                        "x 1/(1-X)")
     s.add_argument("--full-band", action="store_true",
                    help="beyond spleeter: keep the band above the model's 11 kHz (16.5 kHz for -16kHz), so the "
-                        "stems sum to the input (CPU pipeline)")
+                        "stems sum to the input")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _backend_options(s)
 
@@ -180,8 +180,6 @@ def cmd_separate(args, con: Console) -> int:
         raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
     if not 0 <= args.overlap <= MAX_OVERLAP:  # also refuses nan
         raise UsageError(f"--overlap must be from 0 to {MAX_OVERLAP:g} (got {args.overlap:g})")
-    if (args.overlap or args.full_band) and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
-        raise UsageError("--overlap and --full-band run in the CPU pipeline only: use a CPU backend (or auto)")
     codec = args.codec.lower()
     if codec not in audio.CODECS:
         raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")

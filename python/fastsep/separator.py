@@ -13,7 +13,6 @@ from .models.config import ModelConfig
 from .resample import resample
 
 _MWF_CPU_ONLY = "mwf (multichannel Wiener filter) runs in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
-_QUALITY_CPU_ONLY = "overlap and full_band run in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
 
 
 def _as_float_waveform(x) -> np.ndarray:
@@ -60,10 +59,11 @@ class Separator:
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
     pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
     (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
-    overlap, full_band: beyond Spleeter (docs/spec.md §12; CPU pipeline only). overlap in [0, 0.9]: segments overlap
-    by that fraction and are cross-faded, so no segment boundary remains (network time x 1 / (1 - overlap); 0.25 is
-    the measured choice, fastsep.quality.RECOMMENDED_OVERLAP). full_band: masks above the network's bins (11 kHz
-    for 2stems) from its top octave instead of 0, so the stems sum to the mix. Both off: Spleeter's exact output.
+    overlap, full_band: beyond Spleeter (docs/spec.md §12), in the CPU and the GPU pipeline. overlap in [0, 0.9]:
+    segments overlap by that fraction and are cross-faded, so no segment boundary remains (network time x
+    1 / (1 - overlap); 0.25 is the measured choice, fastsep.quality_options.RECOMMENDED_OVERLAP). full_band: masks
+    above the network's bins (11 kHz for 2stems) from its top octave instead of 0, so the stems sum to the mix. Both
+    off: Spleeter's exact output.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
@@ -79,19 +79,15 @@ class Separator:
         chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
         if mwf and "cpu" not in chosen.devices:
             raise FastsepError(_MWF_CPU_ONLY)
-        if not quality.spleeter_exact and "cpu" not in chosen.devices:
-            raise FastsepError(_QUALITY_CPU_ONLY)
         source = resolve(model, config)
         if source.kind == "engine":
             if precision is not None and precision != source.precision:
                 raise ModelError(f"{source.path} is an {source.precision} engine, not {precision}")
             precision_run = source.precision
-        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs)
+        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs, quality)
         self._runner, self._gpu = chosen.create(source, options)
         if self._gpu is not None and mwf:
             raise FastsepError(_MWF_CPU_ONLY)
-        if self._gpu is not None and not quality.spleeter_exact:
-            raise FastsepError(_QUALITY_CPU_ONLY)
         self.backend = chosen.name
         self.precision = precision_run
         self.source = source
