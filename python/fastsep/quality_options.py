@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .errors import InputError
+from .errors import InputError, UsageError
 
 MAX_OVERLAP = 0.9  # 10 network calls per segment of audio
 RECOMMENDED_OVERLAP = 0.25  # benchmarks/RESULTS.md "Segment overlap and full-band stems"
@@ -37,3 +37,9 @@ class Quality:
     @property
     def spleeter_exact(self) -> bool:
         return self.overlap == 0 and not self.full_band
+
+
+def check_overlap(overlap: float) -> None:
+    """--overlap of the command line, before any work: a UsageError outside [0, MAX_OVERLAP]."""
+    if not 0 <= overlap <= MAX_OVERLAP:  # also refuses nan
+        raise UsageError(f"--overlap must be from 0 to {MAX_OVERLAP:g} (got {overlap:g})")
