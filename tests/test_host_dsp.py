@@ -619,8 +619,8 @@ def test_emulated_failure_unregisters_after_the_streams_drain(emulated, schedule
 
 
 # ---------------------------------------------------------------------------------------------- overlap, full band
-# The emulated Pipeline with overlapped segments (segment_hop < T) and the "top_octave" extension against the CPU
-# pipeline's fastsep.quality, the same known network on both sides.
+# The emulated Pipeline with overlapped segments (segment_hop < T) and full band (the "average" extension) against the
+# CPU pipeline's fastsep.quality, the same known network on both sides.
 
 from fastsep import quality  # noqa: E402
 
@@ -649,4 +649,4 @@ def test_emulated_overlap_matches_cpu_pipeline(emulated, schedule, overlap, B, L
     np.testing.assert_allclose(got, want, **_tol(want))
     schedule_ = quality.Schedule(dsp.n_frames(L, 64, 16), 8, overlap)
     assert pipe.segment_hop == schedule_.hop and pipe._impl.segments_for(L) == len(schedule_)
-    assert pipe.mask_extension == ("top_octave" if full_band else "zeros")
+    assert pipe.mask_extension == ("average" if full_band else "zeros")

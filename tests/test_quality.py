@@ -112,7 +112,7 @@ def test_constant_network_is_seamless(tiny, overlap, batch):
 
 def whole_song_reference(x, cfg, runner, overlap):
     """The overlap method on the whole song at once: every segment's estimates weighted by its fade, divided by the
-    sum of the fades at each frame, ratio masks, top-octave extension, inverse STFT."""
+    sum of the fades at each frame, ratio masks, "average" extension, inverse STFT."""
     T, F, N, H = cfg.T, cfg.F, cfg.frame_length, cfg.frame_step
     nf = dsp.n_frames(x.shape[0], N, H)
     hop = round(T * (1 - overlap))
@@ -128,7 +128,7 @@ def whole_song_reference(x, cfg, runner, overlap):
     masks = dsp.ratio_masks((num / den[:, None]).astype(np.float32)[None], cfg.separation_exponent)[0]
     out = []
     for mask in masks:
-        upper = mask[..., F // 2:].mean(axis=-1, keepdims=True)
+        upper = mask.mean(axis=-1, keepdims=True)
         full = np.concatenate([mask, np.repeat(upper, cfg.bins - F, axis=-1)], axis=-1)
         y = np.zeros_like(x)
         dsp.overlap_add(y, full * spec, 0, N, H)

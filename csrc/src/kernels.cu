@@ -42,16 +42,15 @@ __global__ void mask_mean_kernel(dsp::MaskArgs<NetT> a, float* mean_out) {
         int s, c;
         int64_t fl;
         dsp::mask_mean_row_coords(a, row, s, c, fl);
-        const int first = dsp::mask_mean_first_bin(a.extension, a.F);
         float sum = 0.0f;
-        for (int f = first + threadIdx.x; f < a.F; f += blockDim.x) sum += dsp::mask_value(a, s, c, fl, f);
+        for (int f = threadIdx.x; f < a.F; f += blockDim.x) sum += dsp::mask_value(a, s, c, fl, f);
         partial[threadIdx.x] = sum;
         __syncthreads();
         for (int w = blockDim.x / 2; w > 0; w >>= 1) {
             if (threadIdx.x < w) partial[threadIdx.x] += partial[threadIdx.x + w];
             __syncthreads();
         }
-        if (threadIdx.x == 0) mean_out[row] = partial[0] / static_cast<float>(a.F - first);
+        if (threadIdx.x == 0) mean_out[row] = partial[0] / static_cast<float>(a.F);
         __syncthreads();
     }
 }
@@ -90,7 +89,7 @@ template <class NetT>
 void apply_masks_t(const MaskLaunch& m, cudaStream_t stream) {
     dsp::MaskArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.spectrum, m.mask_mean, m.stems, m.count,
                           m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension, m.spectrum_frames};
-    if (m.extension != dsp::MaskExtension::Zeros && m.K > m.F) {
+    if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
         const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, 65535 * 4));
         FASTSEP_LAUNCH(mask_mean_kernel<NetT>, grid, kThreads, 0, stream, a, m.mask_mean);

@@ -60,9 +60,8 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     FASTSEP_REQUIRE(std::isfinite(cfg_.separation_exponent) && cfg_.separation_exponent > 0,
                     "separation_exponent must be a positive number");
     FASTSEP_REQUIRE(cfg_.mask_extension == dsp::MaskExtension::Zeros ||
-                        cfg_.mask_extension == dsp::MaskExtension::Average ||
-                        cfg_.mask_extension == dsp::MaskExtension::TopOctave,
-                    "mask_extension must be zeros, average or top_octave");
+                        cfg_.mask_extension == dsp::MaskExtension::Average,
+                    "mask_extension must be zeros or average");
     require_range("segment_hop", cfg_.segment_hop, 0, cfg_.T);
     FASTSEP_REQUIRE(cfg_.dtype == NetDType::Float32 || cfg_.dtype == NetDType::Float16, "dtype must be fp32 or fp16");
     N_ = cfg_.frame_length;
@@ -97,7 +96,7 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     spectrum_ = DeviceBuffer(bytes.spectrum);
     net_input_ = DeviceBuffer(bytes.net_input);
     net_output_ = DeviceBuffer(bytes.net_output);
-    if (cfg_.mask_extension != dsp::MaskExtension::Zeros) mask_mean_ = DeviceBuffer(bytes.mask_mean);
+    if (cfg_.mask_extension == dsp::MaskExtension::Average) mask_mean_ = DeviceBuffer(bytes.mask_mean);
     if (overlapped()) {
         std::vector<double> fade(cfg_.T);
         for (int j = 0; j < cfg_.T; ++j) fade[j] = dsp::fade_weight(j, cfg_.T, hop_);
@@ -306,7 +305,7 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         const int64_t first = seg0 * hop_;
         const int64_t t0 = first * H_ - N_;  // original sample of the chunk's first frame sample
 
-        // 1. waveform of the chunk: [t0, (first + count - 1) * H) within [0, L), uploaded on h2d_ into this
+        // 1. waveform of the chunk: [t0, (first + span - 1) * H) within [0, L), uploaded on h2d_ into this
         // slot once framing of chunk k-2 (the slot's last reader) is done
         const float* x;
         int64_t x_origin, x_len;

@@ -74,7 +74,7 @@ template <class NetT>
 void apply_masks_t(const MaskLaunch& m) {
     dsp::MaskArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.spectrum, m.mask_mean, m.stems, m.count,
                           m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension, m.spectrum_frames};
-    if (m.extension != dsp::MaskExtension::Zeros && m.K > m.F) {
+    if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
         for (int64_t row = 0; row < rows; ++row) m.mask_mean[row] = dsp::mask_mean_row(a, row);
     }

@@ -265,7 +265,7 @@ class Pipeline:
 
     Device memory depends on max_batch (segments per chunk), never on the song's length. segment_hop: frames between
     segment starts, 0 for Spleeter's segments, less than T for overlapped ones cross-faded per frame
-    (fastsep.quality; mask_extension "top_octave" is its full band).
+    (fastsep.quality; its full band is mask_extension "average").
     """
 
     def __init__(self, n_stems: int, F: int, *, T: int = 512, frame_length: int = 4096, frame_step: int = 1024,
@@ -275,8 +275,8 @@ class Pipeline:
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
             raise ModelError(f"network dtype must be float32 or float16, got {dt}")
-        if mask_extension not in ("zeros", "average", "top_octave"):
-            raise ModelError(f"mask_extension must be 'zeros', 'average' or 'top_octave', got {mask_extension!r}")
+        if mask_extension not in ("zeros", "average"):
+            raise ModelError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
         n_stems, F, T = _dimension("n_stems", n_stems), _dimension("F", F), _dimension("T", T)
         frame_length, frame_step = _dimension("frame_length", frame_length), _dimension("frame_step", frame_step)
         max_batch = _dimension("max_batch", max_batch)

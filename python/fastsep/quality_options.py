@@ -10,7 +10,7 @@ MAX_OVERLAP = 0.9  # 10 network calls per segment of audio
 RECOMMENDED_OVERLAP = 0.25  # benchmarks/RESULTS.md "Segment overlap and full-band stems"
 FADES = ("cosine", "linear")
 BLENDS = ("estimates", "masks")
-EXTENSIONS = ("top_octave", "average", "last_bins")
+EXTENSIONS = ("average", "top_octave", "last_bins")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Quality:
     full_band: bool = False
     fade: str = "cosine"
     blend: str = "estimates"
-    extension: str = "top_octave"
+    extension: str = "average"
 
     def __post_init__(self):
         overlap = self.overlap

@@ -62,8 +62,8 @@ class Separator:
     overlap, full_band: beyond Spleeter (docs/spec.md §12), in the CPU and the GPU pipeline. overlap in [0, 0.9]:
     segments overlap by that fraction and are cross-faded, so no segment boundary remains (network time x
     1 / (1 - overlap); 0.25 is the measured choice, fastsep.quality_options.RECOMMENDED_OVERLAP). full_band: masks
-    above the network's bins (11 kHz for 2stems) from its top octave instead of 0, so the stems sum to the mix. Both
-    off: Spleeter's exact output.
+    above the network's bins (11 kHz for 2stems) are the mean of each frame's masks instead of 0, so the stems sum to
+    the mix. Both off: Spleeter's exact output.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """

@@ -39,10 +39,7 @@ struct alignas(8) Complex {
     float re, im;
 };
 
-// bins from F up: 0, the mean of the F masks of the frame, or the mean of its top octave [F/2, F) (full band)
-enum class MaskExtension : int { Zeros = 0, Average = 1, TopOctave = 2 };
-
-FASTSEP_HD int mask_mean_first_bin(MaskExtension e, int F) { return e == MaskExtension::TopOctave ? F / 2 : 0; }
+enum class MaskExtension : int { Zeros = 0, Average = 1 };
 
 // ---------------------------------------------------------------------------------------------------------------
 // small helpers
@@ -170,8 +167,7 @@ FASTSEP_HD float mask_value(const MaskArgs<NetT>& a, int s, int c, int64_t fl, i
     return ratio_mask(stem_power(load_float(a.estimates, base + s * stem_step), a.p), total, a.eps_over_n);
 }
 
-// "average" / "top_octave" extension: mean of M_s over the F bins (the top octave) of one (stem, channel, frame)
-// row, row = (s*2 + c)*count + fl
+// "average" extension: mean of M_s over the F bins of one (stem, channel, frame) row, row = (s*2 + c)*count + fl
 template <class NetT>
 FASTSEP_HD int64_t mask_mean_rows(const MaskArgs<NetT>& a) { return static_cast<int64_t>(a.S) * 2 * a.count; }
 
@@ -189,10 +185,9 @@ FASTSEP_HD float mask_mean_row(const MaskArgs<NetT>& a, int64_t row) {
     int s, c;
     int64_t fl;
     mask_mean_row_coords(a, row, s, c, fl);
-    const int first = mask_mean_first_bin(a.extension, a.F);
     float sum = 0.0f;
-    for (int f = first; f < a.F; ++f) sum += mask_value(a, s, c, fl, f);
-    return sum / static_cast<float>(a.F - first);
+    for (int f = 0; f < a.F; ++f) sum += mask_value(a, s, c, fl, f);
+    return sum / static_cast<float>(a.F);
 }
 
 // element i over the (2, count, K) bins of the mixture spectrum; writes that bin of every stem
@@ -223,7 +218,7 @@ FASTSEP_HD void mask_element(const MaskArgs<NetT>& a, int64_t i) {
         }
     } else {
         for (int s = 0; s < a.S; ++s) {
-            const float m = a.extension != MaskExtension::Zeros ? a.mask_mean[(s * 2 + c) * a.count + fl] : 0.0f;
+            const float m = a.extension == MaskExtension::Average ? a.mask_mean[(s * 2 + c) * a.count + fl] : 0.0f;
             a.stems[s * stem_stride + at] = Complex{m * z.re, m * z.im};
         }
     }

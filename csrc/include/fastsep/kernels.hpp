@@ -17,7 +17,7 @@ inline std::size_t net_dtype_bytes(NetDType t) { return t == NetDType::Float16 ?
 struct MaskLaunch {
     const void* estimates;  // (b, S, 2, T, F) in dtype
     const dsp::Complex* spectrum;
-    float* mask_mean;       // (S, 2, count), used for the "average" and "top_octave" extensions
+    float* mask_mean;       // (S, 2, count), used for the "average" extension
     dsp::Complex* stems;
     int64_t count;
     int S, K, R, T, F;
@@ -43,7 +43,7 @@ namespace kernels {
 
 void frame_window(const dsp::FrameArgs& a, cudaStream_t stream);
 void magnitude(const dsp::MagnitudeArgs& a, void* net_input, NetDType dtype, cudaStream_t stream);
-// "average" / "top_octave" extension: mask means, then the masked spectra of every stem
+// "average" extension: mask means, then the masked spectra of every stem
 void apply_masks(const MaskLaunch& m, cudaStream_t stream);
 // overlapped segments: the chunk's per-frame estimates (dsp_math.cuh blend_element)
 void blend(const BlendLaunch& m, cudaStream_t stream);
