@@ -344,7 +344,7 @@ static void bind_pipeline(py::module_& m) {
     py::class_<fastsep::Pipeline>(m, "Pipeline", py::module_local())
         .def(py::init([](int64_t n_stems, int64_t F, int64_t T, int64_t frame_length, int64_t frame_step,
                          float separation_exponent, const std::string& mask_extension, const std::string& dtype,
-                         int64_t max_batch) {
+                         int64_t max_batch, int64_t segment_hop) {
                  fastsep::PipelineConfig c;  // the Pipeline checks the ranges; here only that they fit an int
                  c.n_stems = to_int("n_stems", n_stems, 1);
                  c.F = to_int("F", F, 1);
@@ -360,11 +360,12 @@ static void bind_pipeline(py::module_& m) {
                  else
                      throw InvalidArgument("dtype must be 'float32' or 'float16', got '" + dtype + "'");
                  c.max_batch = to_int("max_batch", max_batch, 1);
+                 c.segment_hop = to_int("segment_hop", segment_hop, 0);
                  return std::make_unique<fastsep::Pipeline>(c);
              }),
              py::arg("n_stems"), py::arg("F"), py::arg("T") = 512, py::arg("frame_length") = 4096,
              py::arg("frame_step") = 1024, py::arg("separation_exponent") = 2.0f, py::arg("mask_extension") = "zeros",
-             py::arg("dtype") = "float32", py::arg("max_batch") = 4)
+             py::arg("dtype") = "float32", py::arg("max_batch") = 4, py::arg("segment_hop") = 0)
         .def_property_readonly("stream", [](const fastsep::Pipeline& p) {
             return reinterpret_cast<std::uintptr_t>(p.stream());
         })
@@ -376,6 +377,7 @@ static void bind_pipeline(py::module_& m) {
         .def_property_readonly("frame_step", [](const fastsep::Pipeline& p) { return p.config().frame_step; })
         .def_property_readonly("bins", &fastsep::Pipeline::bins)
         .def_property_readonly("max_batch", [](const fastsep::Pipeline& p) { return p.config().max_batch; })
+        .def_property_readonly("segment_hop", [](const fastsep::Pipeline& p) { return p.config().segment_hop; })
         .def_property_readonly("dtype", [](const fastsep::Pipeline& p) { return dtype_name(p.config().dtype); })
         .def_property_readonly("separation_exponent",
                                [](const fastsep::Pipeline& p) { return p.config().separation_exponent; })
@@ -513,7 +515,7 @@ py::array_t<float> magnitude(c64_array spectrum, int64_t segment_frames, int64_t
     const int T = to_int("T", segment_frames), F = to_int("F", bins_fed, 1, R);
     if (count % T) throw InvalidArgument("frames must be a multiple of T");
     py::array_t<float> out({count / T, int64_t(2), int64_t(T), int64_t(F)});
-    dsp::MagnitudeArgs a{reinterpret_cast<const dsp::Complex*>(spectrum.data()), count, R, T, F};
+    dsp::MagnitudeArgs a{reinterpret_cast<const dsp::Complex*>(spectrum.data()), count, R, T, F, T};
     fastsep::host::magnitude(a, out.mutable_data());
     return out;
 }

@@ -103,6 +103,18 @@ def test_torch_pipeline_vs_cpu(models, name, precision):
         assert snr_db(want[k], got[k]) >= MIN_SNR[precision], k
 
 
+@pytest.mark.parametrize("overlap,full_band,batch", [(0.25, True, 2), (0.5, False, 4)])
+def test_torch_pipeline_overlap_and_full_band_vs_cpu(models, overlap, full_band, batch):
+    """Overlapped segments and full-band masks (docs/spec.md §12) on the GPU match the CPU pipeline's."""
+    x = music(1_200_001, seed=4)  # 3 Spleeter segments; 3-4 overlapped ones
+    want = Separator(models["2stems"], overlap=overlap, full_band=full_band).run(x)
+    sep = Separator(models["2stems"], backend="torch", batch_segments=batch, overlap=overlap, full_band=full_band)
+    assert sep._gpu is not None and sep._gpu.segment_hop == round(512 * (1 - overlap))
+    got = sep.run(x)
+    for k in want:
+        assert snr_db(want[k], got[k]) >= MIN_SNR["fp32"], k
+
+
 def test_device_io_and_reuse(models):
     x = music(400_000, seed=3)
     sep = Separator(models["4stems"], backend="torch")

@@ -616,3 +616,37 @@ def test_emulated_failure_unregisters_after_the_streams_drain(emulated, schedule
     assert hd.emulated.registered_bytes() == 0
     pipe.set_network(None)
     np.testing.assert_array_equal(pipe.separate(x, out=out), good)
+
+
+# ---------------------------------------------------------------------------------------------- overlap, full band
+# The emulated Pipeline with overlapped segments (segment_hop < T) and full band (the "average" extension) against the
+# CPU pipeline's fastsep.quality, the same known network on both sides.
+
+from fastsep import quality  # noqa: E402
+
+
+class KnownRunner:
+    def __init__(self, n_stems):
+        self.run = numpy_known_network(*known_params(n_stems))
+
+
+@pytest.mark.parametrize("full_band", [False, True])
+@pytest.mark.parametrize("overlap,B,L", [
+    (0.5, 1, 1000),             # hop 4 of T = 8
+    (0.5, 3, 2 * 128 * 7 + 11),  # chunks of 3 overlapped segments: carried blended sums
+    (0.25, 2, 5 * 128 + 3),      # hop 6
+    (0.75, 2, 1000),             # hop 2: four segments hold each frame
+    (0.6, 1, 63),                # one segment
+])
+def test_emulated_overlap_matches_cpu_pipeline(emulated, schedule, overlap, B, L, full_band):
+    cfg = geometry(N=64, H=16, T=8, F=16, n_stems=3)
+    q = quality.Quality(overlap, full_band)
+    pipe = native.Pipeline.from_config(cfg, max_batch=B, quality=q)
+    pipe.use_known_network(*known_params(3))
+    x = waveform(L, seed=L)
+    got = pipe.separate(x)
+    want = np.stack(quality.separate(x, cfg, KnownRunner(3), q, B))
+    np.testing.assert_allclose(got, want, **_tol(want))
+    schedule_ = quality.Schedule(dsp.n_frames(L, 64, 16), 8, overlap)
+    assert pipe.segment_hop == schedule_.hop and pipe._impl.segments_for(L) == len(schedule_)
+    assert pipe.mask_extension == ("average" if full_band else "zeros")

@@ -61,6 +61,19 @@ __global__ void mask_kernel(dsp::MaskArgs<NetT> a) {
     FASTSEP_GRID_STRIDE(i, n) dsp::mask_element(a, i);
 }
 
+template <class NetT>
+__global__ void blend_kernel(dsp::BlendArgs<NetT> a) {
+    const int64_t n = dsp::blend_elements(a);
+    FASTSEP_GRID_STRIDE(i, n) dsp::blend_element(a, i);
+}
+
+template <class NetT>
+void blend_t(const BlendLaunch& m, cudaStream_t stream) {
+    dsp::BlendArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.fade, m.tail_in, m.blended, m.tail_out,
+                           m.first_segment, m.n_segments, m.span, m.count, m.tail_frames, m.b, m.S, m.T, m.F, m.hop};
+    FASTSEP_LAUNCH(blend_kernel<NetT>, blocks_for(dsp::blend_elements(a)), kThreads, 0, stream, a);
+}
+
 __global__ void ola_kernel(dsp::OlaArgs a) {
     const int64_t n = dsp::ola_elements(a);
     FASTSEP_GRID_STRIDE(i, n) dsp::ola_element(a, i);
@@ -75,7 +88,7 @@ __global__ void known_network_kernel(dsp::KnownNetworkArgs<NetT> k) {
 template <class NetT>
 void apply_masks_t(const MaskLaunch& m, cudaStream_t stream) {
     dsp::MaskArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.spectrum, m.mask_mean, m.stems, m.count,
-                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension};
+                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension, m.spectrum_frames};
     if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
         const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, 65535 * 4));
@@ -103,6 +116,13 @@ void apply_masks(const MaskLaunch& m, cudaStream_t stream) {
         apply_masks_t<__half>(m, stream);
     else
         apply_masks_t<float>(m, stream);
+}
+
+void blend(const BlendLaunch& m, cudaStream_t stream) {
+    if (m.dtype == NetDType::Float16)
+        blend_t<__half>(m, stream);
+    else
+        blend_t<float>(m, stream);
 }
 
 void overlap_add(const dsp::OlaArgs& a, cudaStream_t stream) {

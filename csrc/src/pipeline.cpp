@@ -15,7 +15,8 @@ std::size_t fbytes(int64_t n) { return static_cast<std::size_t>(n) * sizeof(floa
 
 // Bytes of every buffer of a configuration, computed with the checks of sizes.hpp before anything is allocated.
 struct BufferSizes {
-    std::size_t window, spectrum, net_input, net_output, mask_mean, stems, tails, chunk_output, chunk_input;
+    std::size_t window, spectrum, net_input, net_output, mask_mean, stems, tails, chunk_output, chunk_input, fade,
+        blended, blend_tails;
 };
 
 BufferSizes buffer_sizes(const PipelineConfig& c, int64_t row_stride) {
@@ -33,13 +34,17 @@ BufferSizes buffer_sizes(const PipelineConfig& c, int64_t row_stride) {
     b.chunk_output = buffer_bytes("chunk output", 4, {S, frames, H, 2});
     // ((B*T - 1)*H + N) samples x 2 channels: frames * H fits, as the chunk output above holds that many
     b.chunk_input = buffer_bytes("chunk input", 4, {frames * H + N - H, 2});
+    b.fade = buffer_bytes("fade", 8, {int64_t(c.T)});
+    b.blended = buffer_bytes("blended estimates", 4, {S, 2, frames, F});
+    b.blend_tails = buffer_bytes("blended tails", 4, {2, S, 2, int64_t(c.T), F});
     return b;
 }
 
 std::string describe(const PipelineConfig& c) {
     return "Pipeline(n_stems=" + std::to_string(c.n_stems) + ", F=" + std::to_string(c.F) +
            ", T=" + std::to_string(c.T) + ", frame_length=" + std::to_string(c.frame_length) +
-           ", frame_step=" + std::to_string(c.frame_step) + ", max_batch=" + std::to_string(c.max_batch) + ")";
+           ", frame_step=" + std::to_string(c.frame_step) + ", max_batch=" + std::to_string(c.max_batch) +
+           ", segment_hop=" + std::to_string(c.segment_hop) + ")";
 }
 }  // namespace
 
@@ -57,10 +62,12 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     FASTSEP_REQUIRE(cfg_.mask_extension == dsp::MaskExtension::Zeros ||
                         cfg_.mask_extension == dsp::MaskExtension::Average,
                     "mask_extension must be zeros or average");
+    require_range("segment_hop", cfg_.segment_hop, 0, cfg_.T);
     FASTSEP_REQUIRE(cfg_.dtype == NetDType::Float32 || cfg_.dtype == NetDType::Float16, "dtype must be fp32 or fp16");
     N_ = cfg_.frame_length;
     H_ = cfg_.frame_step;
     K_ = N_ / 2 + 1;
+    hop_ = cfg_.segment_hop == 0 ? cfg_.T : cfg_.segment_hop;
     S_ = cfg_.n_stems;
     B_ = cfg_.max_batch;
     R_ = K_ + (K_ % 2);
@@ -90,6 +97,14 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
     net_input_ = DeviceBuffer(bytes.net_input);
     net_output_ = DeviceBuffer(bytes.net_output);
     if (cfg_.mask_extension == dsp::MaskExtension::Average) mask_mean_ = DeviceBuffer(bytes.mask_mean);
+    if (overlapped()) {
+        std::vector<double> fade(cfg_.T);
+        for (int j = 0; j < cfg_.T; ++j) fade[j] = dsp::fade_weight(j, cfg_.T, hop_);
+        fade_ = DeviceBuffer(bytes.fade);
+        FASTSEP_CHECK(cudaMemcpy(fade_.data(), fade.data(), bytes.fade, cudaMemcpyHostToDevice));
+        blended_ = DeviceBuffer(bytes.blended);
+        blend_tails_ = DeviceBuffer(bytes.blend_tails);
+    }
     stems_ = DeviceBuffer(bytes.stems);
     tails_ = DeviceBuffer(bytes.tails);
     known_ab_ = DeviceBuffer(fbytes(2 * int64_t(S_)));
@@ -99,7 +114,9 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
 void Pipeline::require_batch(int batch) const { require_range("batch", batch, 1, B_); }
 
 int64_t Pipeline::segments_for(int64_t samples) const {
-    return dsp::n_segments(require_samples("samples", samples), cfg_.T, N_, H_);
+    const int64_t frames = dsp::n_frames(require_samples("samples", samples), N_, H_);
+    // segments start every hop frames until one reaches the last frame (quality.segment_starts)
+    return frames <= cfg_.T ? 1 : (frames - cfg_.T + hop_ - 1) / hop_ + 1;
 }
 
 void Pipeline::set_work_area(std::size_t bytes) {
@@ -195,7 +212,8 @@ void Pipeline::copy_net_output_from_host(const void* src, int batch) {
 std::size_t Pipeline::device_bytes() const noexcept {
     std::size_t total = analysis_window_.bytes() + synthesis_window_.bytes() + input_[0].bytes() +
                         input_[1].bytes() + spectrum_.bytes() + net_input_.bytes() + net_output_.bytes() +
-                        mask_mean_.bytes() + stems_.bytes() + tails_.bytes() + out_chunk_[0].bytes() +
+                        mask_mean_.bytes() + stems_.bytes() + tails_.bytes() + fade_.bytes() + blended_.bytes() +
+                        blend_tails_.bytes() + out_chunk_[0].bytes() +
                         out_chunk_[1].bytes() + known_ab_.bytes() + work_area_.bytes();
     return total;
 }
@@ -271,16 +289,23 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
     };
 
     const int64_t nseg = segments_for(L);
+    const bool blend = overlapped();
+    const int64_t blend_block = int64_t(S_) * 2 * T * cfg_.F;  // one blended tail
+    int64_t blend_tail_frames = 0;
     int cur = 0;
     int64_t chunk = 0;
     for (int64_t seg0 = 0; seg0 < nseg; seg0 += B_, ++chunk) {
         const int slot = static_cast<int>(chunk % 2);
         const int b = static_cast<int>(std::min<int64_t>(B_, nseg - seg0));
-        const int64_t count = int64_t(b) * T;
-        const int64_t first = seg0 * T;
+        // the chunk's segments hold frames [first, first + span); frames [first, first + count) are final after it
+        // (no later segment holds them), the rest is carried as blended sums (docs/spec.md §12). Spleeter's
+        // segments: span = count = b*T.
+        const int64_t span = int64_t(b - 1) * hop_ + T;
+        const int64_t count = seg0 + b < nseg ? int64_t(b) * hop_ : span;
+        const int64_t first = seg0 * hop_;
         const int64_t t0 = first * H_ - N_;  // original sample of the chunk's first frame sample
 
-        // 1. waveform of the chunk: [t0, (first + count - 1) * H) within [0, L), uploaded on h2d_ into this
+        // 1. waveform of the chunk: [t0, (first + span - 1) * H) within [0, L), uploaded on h2d_ into this
         // slot once framing of chunk k-2 (the slot's last reader) is done
         const float* x;
         int64_t x_origin, x_len;
@@ -290,7 +315,7 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
             x_len = L;
         } else {
             const int64_t lo = std::max<int64_t>(t0, 0);
-            const int64_t hi = std::min<int64_t>((first + count - 1) * H_, L);
+            const int64_t hi = std::min<int64_t>((first + span - 1) * H_, L);
             const int64_t n = std::max<int64_t>(hi - lo, 0);
             FASTSEP_CHECK(cudaStreamWaitEvent(h2d_.get(), in_free_[slot].get(), 0));
             if (n > 0) {
@@ -313,13 +338,13 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         // STFT: frame + window, in-place batched R2C, magnitudes into the network input
         Plans& plans = plans_for(b);
         float* frames = spectrum_.as<float>();
-        kernels::frame_window(dsp::FrameArgs{x, x_origin, x_len, first, count, N_, H_, row_stride_,
+        kernels::frame_window(dsp::FrameArgs{x, x_origin, x_len, first, span, N_, H_, row_stride_,
                                              analysis_window_.as<float>(), frames},
                               st);
         if (in_host) in_free_[slot].record(st);  // the input slot may be refilled
         FASTSEP_CHECK(cufftExecR2C(plans.r2c.get(), frames, spectrum_.as<cufftComplex>()));
-        kernels::magnitude(dsp::MagnitudeArgs{spectrum_.as<dsp::Complex>(), count, R_, T, cfg_.F}, net_input_.data(),
-                           cfg_.dtype, st);
+        kernels::magnitude(dsp::MagnitudeArgs{spectrum_.as<dsp::Complex>(), span, R_, T, cfg_.F, hop_},
+                           net_input_.data(), cfg_.dtype, st);
 
         // 2. the network
         if (network)
@@ -327,8 +352,24 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         else
             run_known_network(b);
 
+        // 2b. overlapped segments: per-frame estimates of frames [first, first + span), one "segment" of span frames
+        const void* estimates = net_output_.data();
+        int est_frames = T;
+        NetDType est_dtype = cfg_.dtype;
+        if (blend) {
+            float* tails = blend_tails_.as<float>();
+            kernels::blend(BlendLaunch{net_output_.data(), fade_.as<double>(), tails + (chunk % 2) * blend_block,
+                                       blended_.as<float>(), tails + (1 - chunk % 2) * blend_block, seg0, nseg, span,
+                                       count, blend_tail_frames, b, S_, T, cfg_.F, hop_, cfg_.dtype},
+                           st);
+            blend_tail_frames = span - count;
+            estimates = blended_.data();
+            est_frames = static_cast<int>(span);
+            est_dtype = NetDType::Float32;
+        }
+
         // 3. + 4. masks, masked spectra, in-place batched C2R
-        MaskLaunch m{net_output_.data(),
+        MaskLaunch m{estimates,
                      spectrum_.as<dsp::Complex>(),
                      mask_mean_.as<float>(),
                      stems_.as<dsp::Complex>(),
@@ -336,12 +377,13 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
                      S_,
                      K_,
                      R_,
-                     T,
+                     est_frames,
                      cfg_.F,
                      cfg_.separation_exponent,
                      dsp::epsilon_over_n(S_),
                      cfg_.mask_extension,
-                     cfg_.dtype};
+                     est_dtype,
+                     span};
         kernels::apply_masks(m, st);
         FASTSEP_CHECK(cufftExecC2R(plans.c2r.get(), stems_.as<cufftComplex>(), stems_.as<float>()));
 

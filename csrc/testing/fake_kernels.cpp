@@ -73,13 +73,21 @@ namespace {
 template <class NetT>
 void apply_masks_t(const MaskLaunch& m) {
     dsp::MaskArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.spectrum, m.mask_mean, m.stems, m.count,
-                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension};
+                          m.S, m.K, m.R, m.T, m.F, m.p, m.eps_over_n, m.extension, m.spectrum_frames};
     if (m.extension == dsp::MaskExtension::Average && m.K > m.F) {
         const int64_t rows = dsp::mask_mean_rows(a);
         for (int64_t row = 0; row < rows; ++row) m.mask_mean[row] = dsp::mask_mean_row(a, row);
     }
     const int64_t n = dsp::mask_elements(a);
     for (int64_t i = 0; i < n; ++i) dsp::mask_element(a, i);
+}
+
+template <class NetT>
+void blend_t(const BlendLaunch& m) {
+    dsp::BlendArgs<NetT> a{static_cast<const NetT*>(m.estimates), m.fade, m.tail_in, m.blended, m.tail_out,
+                           m.first_segment, m.n_segments, m.span, m.count, m.tail_frames, m.b, m.S, m.T, m.F, m.hop};
+    const int64_t n = dsp::blend_elements(a);
+    for (int64_t i = 0; i < n; ++i) dsp::blend_element(a, i);
 }
 
 template <class NetT>
@@ -117,6 +125,15 @@ void apply_masks(const MaskLaunch& m, cudaStream_t stream) {
             apply_masks_t<fake::Half>(m);
         else
             apply_masks_t<float>(m);
+    });
+}
+
+void blend(const BlendLaunch& m, cudaStream_t stream) {
+    fake_cuda_enqueue(stream, [m] {
+        if (m.dtype == NetDType::Float16)
+            blend_t<fake::Half>(m);
+        else
+            blend_t<float>(m);
     });
 }
 

@@ -23,6 +23,7 @@ from .console import Console, bar, download_progress, fmt_seconds, load_separato
 from .errors import FastsepError, MissingDependencyError, UsageError
 from .outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_duration, check_format, check_writable, missing_folders,
                       plan_outputs, precheck_output, remove_empty)
+from .quality_options import RECOMMENDED_OVERLAP, check_overlap
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-m", "--mwf", action="store_true",
                    help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
                         "memory grows with the song)")
+    _quality_options(s)
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _backend_options(s)
     _ignored_spleeter_options(s)
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--mus_dir", default=None, metavar="MUSDB_DIR", help="a musdb folder (as PATH; spleeter's option)")
     v.add_argument("-m", "--mwf", action="store_true", help="multichannel Wiener filter, as spleeter --mwf")
     _ignored_spleeter_options(v)
+    _quality_options(v)
 
     b = sub.add_parser("build", parents=[common], help="build a TensorRT engine for the GPU pipeline",
                        description="Compile a model's U-Nets into a TensorRT engine file that holds its config, so "
@@ -150,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Every registered backend: where it runs, its precisions, and whether it is installed "
                                "here (else the extra to install).")
     return p
+
+
+def _quality_options(parser) -> None:
+    """--overlap and --full-band: beyond spleeter's output (docs/spec.md §12)."""
+    parser.add_argument("--overlap", type=float, nargs="?", const=RECOMMENDED_OVERLAP, default=0.0, metavar="X",
+                        help="beyond spleeter: segments overlap by the fraction X (0 to 0.9; alone: "
+                             f"{RECOMMENDED_OVERLAP}) and are cross-faded, so no seam remains every 11.9 s; network "
+                             "time x 1/(1-X)")
+    parser.add_argument("--full-band", action="store_true",
+                        help="beyond spleeter: keep the band above the model's 11 kHz (16.5 kHz for -16kHz), so "
+                             "the stems sum to the input")
 
 
 def _backend_options(parser) -> None:
@@ -217,6 +231,7 @@ def cmd_separate(args, con: Console) -> int:
     audio.silence_ffmpeg_logs()
     if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
         raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
+    check_overlap(args.overlap)
     codec = args.codec.lower()
     if codec not in audio.CODECS:
         raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
@@ -258,7 +273,8 @@ def cmd_separate(args, con: Console) -> int:
             con.print(f"{f}: keeping {len(existing)} existing output(s); writing the missing ones")
         todo.append((f, paths))
 
-    sep = load_separator(source, args.backend, con, args.precision, args.mwf) if todo else None
+    sep = load_separator(source, args.backend, con, args.precision, args.mwf, overlap=args.overlap,
+                         full_band=args.full_band) if todo else None
     rate = int(sep.config.sample_rate) if sep is not None else 44100
     created = missing_folders([t for _, paths in todo for t in paths.values()], out_dir)
 

@@ -120,7 +120,8 @@ def fmt_seconds(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def load_separator(source, backend: str, con: Console, precision: str | None = None, mwf: bool = False):
+def load_separator(source, backend: str, con: Console, precision: str | None = None, mwf: bool = False,
+                   **quality):
     """The Separator for a resolved model; a stock model not yet downloaded is fetched with a progress line."""
     from . import Separator
     from .models import download
@@ -129,4 +130,4 @@ def load_separator(source, backend: str, con: Console, precision: str | None = N
         download.ensure_model(source.spec, progress=download_progress(con, f"downloading {source.spec}"),
                               log=lambda m: con.print(m))
         con.done()
-    return Separator(source, backend=backend, precision=precision, mwf=mwf)
+    return Separator(source, backend=backend, precision=precision, mwf=mwf, **quality)  # overlap, full_band

@@ -225,9 +225,11 @@ def run_cli(args, con) -> int:
     from .console import load_separator
     from .models.source import resolve
     from .outputs import check_duration, missing_folders, precheck_output, remove_empty
+    from .quality_options import check_overlap
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
+    check_overlap(args.overlap)
     tracks = find_tracks(args.inputs)
     names = [t.name for t in tracks]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -242,7 +244,7 @@ def run_cli(args, con) -> int:
     if out_dir is not None:  # checked whole before the model loads
         precheck_output(out_dir)
         plans = output_paths(tracks, out_dir, source.config.instruments)
-    sep = load_separator(source, args.backend, con, mwf=args.mwf)
+    sep = load_separator(source, args.backend, con, mwf=args.mwf, overlap=args.overlap, full_band=args.full_band)
     created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
     try:
         return _evaluate_tracks(args, con, sep, tracks, plans)

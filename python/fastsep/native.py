@@ -263,12 +263,14 @@ def _device_stereo(obj):
 class Pipeline:
     """STFT, masks and inverse STFT on the GPU for one model configuration, around a caller-supplied network.
 
-    Device memory depends on max_batch (segments per chunk), never on the song's length.
+    Device memory depends on max_batch (segments per chunk), never on the song's length. segment_hop: frames between
+    segment starts, 0 for Spleeter's segments, less than T for overlapped ones cross-faded per frame
+    (fastsep.quality; its full band is mask_extension "average").
     """
 
     def __init__(self, n_stems: int, F: int, *, T: int = 512, frame_length: int = 4096, frame_step: int = 1024,
                  separation_exponent: float = 2.0, mask_extension: str = "zeros", dtype="float32",
-                 max_batch: int = 4, register_host: bool = True, pinned_output: bool = True):
+                 max_batch: int = 4, register_host: bool = True, pinned_output: bool = True, segment_hop: int = 0):
         m = require()
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
@@ -280,7 +282,7 @@ class Pipeline:
         max_batch = _dimension("max_batch", max_batch)
         with _errors(ModelError):  # the core checks the ranges and that every buffer's size fits
             self._impl = m.Pipeline(n_stems, F, T, frame_length, frame_step, float(separation_exponent),
-                                    mask_extension, dt.name, max_batch)
+                                    mask_extension, dt.name, max_batch, int(segment_hop))
         self._network: Optional[Callable[[int], None]] = None
         # page-lock the caller's host input and out= for the call (DMA, no CPU copy); False: pinned staging
         self.register_host = bool(register_host)
@@ -288,11 +290,17 @@ class Pipeline:
         self.pinned_output = bool(pinned_output)
 
     @classmethod
-    def from_config(cls, cfg, *, dtype="float32", max_batch: int = 4) -> "Pipeline":
-        """From a fastsep.models.config.ModelConfig."""
+    def from_config(cls, cfg, *, dtype="float32", max_batch: int = 4, quality=None) -> "Pipeline":
+        """From a fastsep.models.config.ModelConfig, and a fastsep.quality.Quality (overlap, full band)."""
+        hop, extension = 0, cfg.mask_extension
+        if quality is not None:
+            from .quality import segment_hop
+
+            hop = segment_hop(cfg.T, quality.overlap) if quality.overlap else 0
+            extension = quality.extension if quality.full_band else extension
         return cls(cfg.n_stems, cfg.F, T=cfg.T, frame_length=cfg.frame_length, frame_step=cfg.frame_step,
-                   separation_exponent=cfg.separation_exponent, mask_extension=cfg.mask_extension, dtype=dtype,
-                   max_batch=max_batch)
+                   separation_exponent=cfg.separation_exponent, mask_extension=extension, dtype=dtype,
+                   max_batch=max_batch, segment_hop=hop)
 
     # --- description
     stream = property(lambda self: self._impl.stream, doc="cudaStream_t of the pipeline, as an int")
@@ -304,6 +312,7 @@ class Pipeline:
     frame_step = property(lambda self: self._impl.frame_step)
     bins = property(lambda self: self._impl.bins)
     max_batch = property(lambda self: self._impl.max_batch)
+    segment_hop = property(lambda self: self._impl.segment_hop, doc="0: Spleeter's segments; else overlapped ones")
     separation_exponent = property(lambda self: self._impl.separation_exponent)
     mask_extension = property(lambda self: self._impl.mask_extension)
     device_bytes = property(lambda self: self._impl.device_bytes, doc="device memory held (after a host-I/O run)")

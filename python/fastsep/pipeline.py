@@ -8,6 +8,8 @@ import numpy as np
 
 from . import dsp
 from .models.config import ModelConfig
+from .quality import separate as separate_beyond_spleeter
+from .quality_options import Quality
 
 
 class Runner(Protocol):
@@ -17,11 +19,13 @@ class Runner(Protocol):
 class HostPipeline:
     """Steps 1, 3, 4, 5 of DESIGN.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
 
-    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1, mwf: bool = False):
+    def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1, mwf: bool = False,
+                 quality: Quality | None = None):
         self.cfg = cfg
         self.runner = runner
         self.batch_segments = max(1, int(batch_segments))
         self.mwf = mwf
+        self.quality = quality or Quality()  # overlap / full band (docs/spec.md §12); default Spleeter-exact
 
     def separate(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
         """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
@@ -29,6 +33,9 @@ class HostPipeline:
         L = x.shape[0]
         T, N, H = cfg.T, cfg.frame_length, cfg.frame_step
         total = dsp.n_segments(L, T, N, H)
+        if not self.quality.spleeter_exact:
+            return separate_beyond_spleeter(x, cfg, self.runner, self.quality, self.batch_segments, self.mwf,
+                                            progress)
         if self.mwf:
             return self._separate_mwf(x, total, progress)
         out = [np.zeros((L, 2), dtype=np.float32) for _ in range(cfg.n_stems)]

@@ -59,16 +59,23 @@ class Separator:
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
     pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
     (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
+    overlap, full_band: beyond Spleeter (docs/spec.md §12), in the CPU and the GPU pipeline. overlap in [0, 0.9]:
+    segments overlap by that fraction and are cross-faded, so no segment boundary remains (network time x
+    1 / (1 - overlap); 0.25 is the measured choice, fastsep.quality_options.RECOMMENDED_OVERLAP). full_band: masks
+    above the network's bins (11 kHz for 2stems) are the mean of each frame's masks instead of 0, so the stems sum to
+    the mix. Both off: Spleeter's exact output.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
 
     def __init__(self, model: str | os.PathLike, config: str | None = None, backend: str = "auto",
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
-                 cuda_graphs: bool = False, mwf: bool = False):
+                 cuda_graphs: bool = False, mwf: bool = False, overlap: float = 0.0, full_band: bool = False):
         from . import backends
         from .models.source import kind_of, resolve
+        from .quality_options import Quality
 
+        quality = Quality(overlap, bool(full_band))
         chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
         if mwf and "cpu" not in chosen.devices:
             raise FastsepError(_MWF_CPU_ONLY)
@@ -77,7 +84,7 @@ class Separator:
             if precision is not None and precision != source.precision:
                 raise ModelError(f"{source.path} is an {source.precision} engine, not {precision}")
             precision_run = source.precision
-        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs)
+        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs, quality)
         self._runner, self._gpu = chosen.create(source, options)
         if self._gpu is not None and mwf:
             raise FastsepError(_MWF_CPU_ONLY)
@@ -90,7 +97,7 @@ class Separator:
         else:
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf)
+            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf, quality=quality)
 
     @property
     def device(self) -> str:

@@ -12,6 +12,7 @@
 //              to R = 2050 so that every row starts 16-byte aligned)
 //   spectrum   (2, count, R) complex
 //   net input  (b, 2, T, F)          net output (b, S, 2, T, F)      network dtype (fp32 or fp16)
+//   blended    (S, 2, span, F) float32: per-frame estimates of overlapped segments (docs/spec.md §12)
 //   stems      (S, 2, count, R) complex, in place C2R -> (S, 2, count, 2*R) unnormalised real frames
 //   tail       (S, 2, N - H) float32: partial OLA sums of the samples the next chunk's frames still touch
 //   output     (S, L, 2) float32
@@ -100,11 +101,15 @@ FASTSEP_HD void frame_element(const FrameArgs& a, int64_t i) {
 
 struct MagnitudeArgs {
     const Complex* spectrum; // (2, count, R)
-    int64_t count;           // b * T
+    int64_t count;           // frames in the chunk: b * T, or (b - 1) * hop + T for overlapped segments
     int R, T, F;             // R: complex slots per spectrum row
+    int hop;                 // frames between segment starts: T (Spleeter), less for overlapped segments
 };
 
-FASTSEP_HD int64_t magnitude_elements(const MagnitudeArgs& a) { return 2 * a.count * a.F; }
+// segments of the chunk: count = (b - 1) * hop + T frames
+FASTSEP_HD int64_t magnitude_elements(const MagnitudeArgs& a) {
+    return ((a.count - a.T) / a.hop + 1) * 2 * a.T * a.F;
+}
 
 FASTSEP_HD float magnitude_element(const MagnitudeArgs& a, int64_t i) {
     const int f = static_cast<int>(i % a.F);
@@ -113,7 +118,7 @@ FASTSEP_HD float magnitude_element(const MagnitudeArgs& a, int64_t i) {
     r /= a.T;
     const int c = static_cast<int>(r % 2);
     const int64_t seg = r / 2;
-    const Complex z = a.spectrum[(c * a.count + seg * a.T + t) * a.R + f];
+    const Complex z = a.spectrum[(c * a.count + seg * a.hop + t) * a.R + f];
     return hypotf(z.re, z.im);  // numpy's abs of complex64
 }
 
@@ -141,7 +146,13 @@ struct MaskArgs {
     float p;
     float eps_over_n;
     MaskExtension extension;
+    int64_t spectrum_frames = 0;  // frames per channel of the spectrum, if more than count (overlapped segments)
 };
+
+template <class NetT>
+FASTSEP_HD int64_t spectrum_row(const MaskArgs<NetT>& a, int c, int64_t fl) {
+    return c * (a.spectrum_frames > a.count ? a.spectrum_frames : a.count) + fl;
+}
 
 // mask of stem s at (channel c, chunk frame fl, bin f < F)
 template <class NetT>
@@ -189,8 +200,8 @@ FASTSEP_HD void mask_element(const MaskArgs<NetT>& a, int64_t i) {
     const int64_t row = i / a.K;
     const int64_t fl = row % a.count;
     const int c = static_cast<int>(row / a.count);
-    const int64_t at = row * a.R + f;  // in the spectrum and in each stem
-    const Complex z = a.spectrum[at];
+    const int64_t at = row * a.R + f;  // in each stem
+    const Complex z = a.spectrum[spectrum_row(a, c, fl) * a.R + f];
     const int64_t stem_stride = 2 * a.count * a.R;
     if (f < a.F) {
         const int64_t seg = fl / a.T;
@@ -211,6 +222,76 @@ FASTSEP_HD void mask_element(const MaskArgs<NetT>& a, int64_t i) {
             a.stems[s * stem_stride + at] = Complex{m * z.re, m * z.im};
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2b. overlapped segments (docs/spec.md §12, python/fastsep/quality.py): segment s starts at frame s*hop; frame j of
+// it is weighted by fade[j] over the sum of the fades of every segment holding that frame, and the chunk's
+// per-frame estimates are these weighted sums, in segment order, after the sums carried from the previous chunk.
+
+// raised-cosine ramps of T - hop frames up from each edge, 1 between (quality.fade), in double
+inline double fade_weight(int j, int T, int hop) {
+    const int ramp = T - hop;
+    if (ramp == 0) return 1.0;
+    auto rise = [&](int k) {
+        const double u = fmin((k + 0.5) / ramp, 1.0);
+        const double v = sin(0.5 * 3.14159265358979323846 * u);
+        return v * v;
+    };
+    return fmin(rise(j), rise(T - 1 - j));
+}
+
+template <class NetT>
+struct BlendArgs {
+    const NetT* estimates;  // (b, S, 2, T, F): the chunk's segments
+    const double* fade;     // T
+    const float* tail_in;   // (S, 2, T, F): sums of frames [0, tail_frames) carried from the previous chunk
+    float* blended;         // (S, 2, span, F)
+    float* tail_out;        // (S, 2, T, F): frames [count, span), carried to the next chunk
+    int64_t first_segment;  // song index of the chunk's first segment
+    int64_t n_segments;     // segments of the song
+    int64_t span;           // frames the chunk's segments hold: (b - 1) * hop + T
+    int64_t count;          // frames final after this chunk: b * hop, or span for the last chunk
+    int64_t tail_frames;    // frames carried in
+    int b, S, T, F, hop;
+};
+
+// weight of frame j of song segment s: fade[j] / (sum of the fades of the segments holding that frame), the float32
+// rounding of the double quotient (quality.Schedule.weights)
+template <class NetT>
+FASTSEP_HD float blend_weight(const BlendArgs<NetT>& a, int64_t s, int j) {
+    const int64_t reach = (a.T + a.hop - 1) / a.hop;
+    const int64_t lo = s - reach > 0 ? s - reach : 0;
+    const int64_t hi = s + reach + 1 < a.n_segments ? s + reach + 1 : a.n_segments;
+    double total = 0.0;
+    for (int64_t o = lo; o < hi; ++o) {
+        const int64_t k = j - (o - s) * a.hop;  // the same frame in segment o
+        if (k >= 0 && k < a.T) total += a.fade[k];
+    }
+    return static_cast<float>(a.fade[j] / total);
+}
+
+template <class NetT>
+FASTSEP_HD int64_t blend_elements(const BlendArgs<NetT>& a) { return static_cast<int64_t>(a.S) * 2 * a.span * a.F; }
+
+template <class NetT>
+FASTSEP_HD void blend_element(const BlendArgs<NetT>& a, int64_t i) {
+    const int f = static_cast<int>(i % a.F);
+    const int64_t r = i / a.F;
+    const int64_t fl = r % a.span;
+    const int64_t sc = r / a.span;  // s*2 + c
+    const int s = static_cast<int>(sc / 2), c = static_cast<int>(sc % 2);
+    const int64_t plane = static_cast<int64_t>(a.T) * a.F;
+    float v = fl < a.tail_frames ? a.tail_in[(sc * a.T + fl) * a.F + f] : 0.0f;
+    const int64_t k_lo = fl >= a.T ? (fl - a.T) / a.hop + 1 : 0;
+    const int64_t k_hi = fl / a.hop < a.b - 1 ? fl / a.hop : a.b - 1;
+    for (int64_t k = k_lo; k <= k_hi; ++k) {
+        const int j = static_cast<int>(fl - k * a.hop);
+        const float y = load_float(a.estimates, ((k * a.S + s) * 2 + c) * plane + static_cast<int64_t>(j) * a.F + f);
+        v += y * blend_weight(a, a.first_segment + k, j);
+    }
+    a.blended[i] = v;
+    if (fl >= a.count) a.tail_out[(sc * a.T + fl - a.count) * a.F + f] = v;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

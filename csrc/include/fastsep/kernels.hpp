@@ -25,6 +25,18 @@ struct MaskLaunch {
     float eps_over_n;
     dsp::MaskExtension extension;
     NetDType dtype;
+    int64_t spectrum_frames;  // frames per channel of the spectrum (span with overlapped segments, else count)
+};
+
+struct BlendLaunch {
+    const void* estimates;  // (b, S, 2, T, F) in dtype
+    const double* fade;
+    const float* tail_in;
+    float* blended;
+    float* tail_out;
+    int64_t first_segment, n_segments, span, count, tail_frames;
+    int b, S, T, F, hop;
+    NetDType dtype;
 };
 
 namespace kernels {
@@ -33,6 +45,8 @@ void frame_window(const dsp::FrameArgs& a, cudaStream_t stream);
 void magnitude(const dsp::MagnitudeArgs& a, void* net_input, NetDType dtype, cudaStream_t stream);
 // "average" extension: mask means, then the masked spectra of every stem
 void apply_masks(const MaskLaunch& m, cudaStream_t stream);
+// overlapped segments: the chunk's per-frame estimates (dsp_math.cuh blend_element)
+void blend(const BlendLaunch& m, cudaStream_t stream);
 void overlap_add(const dsp::OlaArgs& a, cudaStream_t stream);
 void known_network(const void* input, void* output, const float* a, const float* b, int64_t batch, int S, int T,
                    int F, NetDType dtype, cudaStream_t stream);

@@ -36,6 +36,9 @@ struct PipelineConfig {
     dsp::MaskExtension mask_extension = dsp::MaskExtension::Zeros;
     NetDType dtype = NetDType::Float32;  // network input/output
     int max_batch = 4;        // segments per chunk
+    // frames between segment starts: 0 or T, Spleeter's non-overlapping segments (docs/spec.md §3.1); less than T,
+    // overlapped segments cross-faded per frame (§12)
+    int segment_hop = 0;
 };
 
 // How host memory of the caller is reached (ignored for device memory).
@@ -118,7 +121,7 @@ public:
     const HostPathReport& last_host_path() const noexcept { return last_path_; }
     std::size_t device_bytes() const noexcept;
 
-    // segments of a song of `samples` in [0, kMaxSamples] (InvalidArgument outside)
+    // segments (network inputs) of a song of `samples` in [0, kMaxSamples] (InvalidArgument outside)
     int64_t segments_for(int64_t samples) const;
     // InvalidArgument unless 1 <= batch <= max_batch
     void require_batch(int batch) const;
@@ -132,9 +135,11 @@ private:
     void ensure_host_input(bool staged);
     void ensure_host_output(bool staged);
     void separate_locked(const PipelineInput& input, const PipelineOutput& output, const Network& network);
+    bool overlapped() const noexcept { return hop_ < cfg_.T; }
 
     PipelineConfig cfg_;
     int N_, H_, K_, S_, B_;
+    int hop_;             // frames between segment starts (T: Spleeter's segments)
     int R_;               // complex slots per spectrum row: K rounded up to even, so rows are 16-byte aligned
     int64_t row_stride_;  // floats per frame row: 2R, the in-place FFT layout
     int device_ = 0;
@@ -149,6 +154,9 @@ private:
     DeviceBuffer mask_mean_;   // (S, 2, B*T)
     DeviceBuffer stems_;       // (S, 2, B*T, R) complex, in place -> real frames
     DeviceBuffer tails_;       // 2 x (S, 2, N - H)
+    DeviceBuffer fade_;        // T doubles, overlapped segments only
+    DeviceBuffer blended_;     // (S, 2, B*T, F) float32 per-frame estimates, overlapped segments only
+    DeviceBuffer blend_tails_; // 2 x (S, 2, T, F): blended sums carried between chunks, overlapped segments only
     DeviceBuffer out_chunk_[2];  // (S, B*T*H, 2): a chunk's host output on the device (double-buffered, first use)
     DeviceBuffer known_ab_;    // 2 x S floats
     bool known_ = false;

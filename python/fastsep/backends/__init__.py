@@ -19,6 +19,7 @@ import importlib.util
 from typing import Any, Optional
 
 from ..errors import FastsepError
+from ..quality_options import Quality
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -31,6 +32,7 @@ class Options:
     threads: Optional[int] = None
     batch_segments: Optional[int] = None
     cuda_graphs: bool = False
+    quality: Optional[Quality] = None  # overlap / full band (fastsep.quality), in the CPU and the GPU pipeline
 
 
 @dataclasses.dataclass(frozen=True)

@@ -178,7 +178,7 @@ def create(source, options):
     batch = options.batch_segments or 4
     path = source.path if source.kind == "engine" else cached_engine(source, None, options.precision, batch)
     runner = TensorRTRunner(path)
-    gpu = native.Pipeline.from_config(runner.config, max_batch=min(batch, runner.batch[2]))
+    gpu = native.Pipeline.from_config(runner.config, max_batch=min(batch, runner.batch[2]), quality=options.quality)
     runner.attach(gpu)
     return runner, gpu
 

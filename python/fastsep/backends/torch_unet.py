@@ -351,7 +351,7 @@ def create(source, options):
 
     cfg, variables = source.config, source.weights()
     if torch.cuda.is_available() and native.available():
-        gpu = native.Pipeline.from_config(cfg, max_batch=options.batch_segments or 4)
+        gpu = native.Pipeline.from_config(cfg, max_batch=options.batch_segments or 4, quality=options.quality)
         runner = TorchRunner(cfg, variables, device=f"cuda:{gpu.device}", precision=options.precision,
                              cuda_graphs=options.cuda_graphs)
         runner.attach(gpu)

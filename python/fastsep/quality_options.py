@@ -1,0 +1,45 @@
+"""What the pipeline does beyond Spleeter-exact output (docs/spec.md §12), without NumPy: the CLI parses it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .errors import InputError, UsageError
+
+MAX_OVERLAP = 0.9  # 10 network calls per segment of audio
+RECOMMENDED_OVERLAP = 0.25  # benchmarks/RESULTS.md "Segment overlap and full-band stems"
+FADES = ("cosine", "linear")
+BLENDS = ("estimates", "masks")
+EXTENSIONS = ("average", "top_octave", "last_bins")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quality:
+    """What the host pipeline does beyond Spleeter: overlap in [0, MAX_OVERLAP], full-band masks.
+
+    fade, blend and extension are the measured choices (benchmarks/quality.py); the defaults are the best ones.
+    """
+
+    overlap: float = 0.0
+    full_band: bool = False
+    fade: str = "cosine"
+    blend: str = "estimates"
+    extension: str = "average"
+
+    def __post_init__(self):
+        overlap = self.overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap <= MAX_OVERLAP:
+            raise InputError(f"overlap must be a number from 0 to {MAX_OVERLAP}, got {overlap!r}")
+        if self.fade not in FADES or self.blend not in BLENDS or self.extension not in EXTENSIONS:
+            raise InputError(f"unknown quality option: fade {self.fade!r}, blend {self.blend!r}, "
+                             f"extension {self.extension!r}")
+
+    @property
+    def spleeter_exact(self) -> bool:
+        return self.overlap == 0 and not self.full_band
+
+
+def check_overlap(overlap: float) -> None:
+    """--overlap of the command line, before any work: a UsageError outside [0, MAX_OVERLAP]."""
+    if not 0 <= overlap <= MAX_OVERLAP:  # also refuses nan
+        raise UsageError(f"--overlap must be from 0 to {MAX_OVERLAP:g} (got {overlap:g})")
