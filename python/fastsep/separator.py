@@ -95,6 +95,16 @@ class Separator:
                                           spill_dir=spill_dir)
 
     @property
+    def spill_dir(self):
+        """Folder of the Wiener filter's unnamed temporary files (None: the system's temp folder)."""
+        return getattr(self._pipeline, "spill_dir", None)
+
+    @spill_dir.setter
+    def spill_dir(self, folder) -> None:
+        if self._gpu is None:
+            self._pipeline.spill_dir = folder
+
+    @property
     def device(self) -> str:
         """Where the separation runs: "cpu" or "cuda:<n>"."""
         return "cpu" if self._gpu is None else f"cuda:{self._gpu.device}"
