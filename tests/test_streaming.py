@@ -276,3 +276,34 @@ def test_killed_worker_leaves_no_final_file(model, tmp_path):
     r = separate_file(Separator(model), src, {"a": out})
     assert [p.name for p in out.parent.iterdir()] == ["a.wav"]
     assert audio.load(out)[0].shape == (44100 * 20, 2) and r.seconds == 20
+
+
+def test_cli_files_in_flight_with_bad_files_mixed_in(model, tmp_path):
+    """`fastsep separate --jobs 3`: several files decode, separate and encode at once; bad ones cost one line each."""
+    good = []
+    for k in range(4):
+        p = tmp_path / f"good{k}.flac"
+        audio.save(p, song(60_000 + 20_000 * k, seed=k), 44100 if k != 2 else 32000, pcm="s24")
+        good.append(p)
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(np.random.default_rng(9).integers(0, 256, 30_000, dtype=np.uint8).tobytes())
+    order = [good[0], tmp_path / "missing.wav", good[1], junk, good[2], good[3]]
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=PKG_ROOT)
+    r = subprocess.run([sys.executable, "-m", "fastsep", "separate", "-p", str(model), "-o", str(out), "--jobs", "3",
+                        "--pcm", "f32", *map(str, order)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2 and "missing.wav" in errors[0] and "junk.mp3" in errors[1], r.stderr
+    assert "4 separated, 2 failed" in r.stderr
+    sep = Separator(model)
+    for p in good:
+        x, rate = audio.load(p, sample_rate=None)
+        want = sep.run(x, rate)
+        for name in ("a", "b"):
+            y, got_rate = audio.load(out / p.stem / f"{name}.wav", sample_rate=None)
+            assert got_rate == rate  # each input's own rate
+            np.testing.assert_array_equal(y, want[name])
+    assert sorted(p.name for p in out.iterdir()) == [p.stem for p in good]
+    assert not list(out.rglob(".*"))
