@@ -164,7 +164,7 @@ def test_progress_is_plain_lines_without_a_terminal(batch):
     assert "\r" not in r.stderr and "\x1b" not in r.stderr
     lines = r.stderr.splitlines()
     assert any("[1/12] song.wav: separating" in ln for ln in lines)
-    assert any("[1/12] song.wav: separated in" in ln and "real time" in ln for ln in lines)
+    assert any("[1/12] song.wav: separated in" in ln and "real time" in ln and "audio s/s" in ln for ln in lines)
 
 
 def test_existing_outputs_are_kept_unless_overwrite(batch, model, inputs):

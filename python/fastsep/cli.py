@@ -296,7 +296,8 @@ class SeparateRun:
         args = self.args
         label = self.meter.label(i, f)
         if not self.con.tty:
-            self.con.print(f"{label}: separating {fmt_seconds(self.meter.expected[i])} of audio")
+            length = self.meter.expected[i]
+            self.con.print(f"{label}: separating" + (f" {fmt_seconds(length)} of audio" if length else ""))
         t0 = time.monotonic()
         result = separate_file(self.sep, f, paths, offset=args.offset, duration=args.duration, codec=self.codec,
                                bitrate=args.bitrate, pcm=args.pcm, sample_rate=args.sample_rate,
@@ -308,23 +309,26 @@ class SeparateRun:
         i, fut = item
         _wait(fut)
         f, paths = self.todo[i]
-        self.meter.finish(i)
         try:
             result, dt = fut.result()
         except KeyboardInterrupt:
             raise
         except FastsepError as e:
+            self.meter.finish(i, 0.0)
             self.failed += 1
             msg = str(e)
             self.con.error(msg if str(f) in msg else f"{f}: {msg}")
             return
         except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch
+            self.meter.finish(i, 0.0)
             self.failed += 1
             self.con.error(f"{f}: {_unexpected(e, self.con)}")
             return
         self.ok += 1
+        self.meter.finish(i, result.seconds)
         self.con.print(f"{self.meter.label(i, f)}: separated in {fmt_seconds(dt)} "
-                       f"({result.seconds / max(dt, 1e-9):.1f}x real time) -> {_common_parent(paths.values())}")
+                       f"({result.seconds / max(dt, 1e-9):.1f}x real time) -> {_common_parent(paths.values())}; "
+                       f"{self.meter.summary()}")
         fmt = "16-bit" if self.args.pcm == "s16" else "24-bit"
         for name, n in result.clipped.items():
             if n:
@@ -372,18 +376,29 @@ class _BatchMeter:
             self.done[i] = frac * self.expected[i]
             self._draw(i, frac)
 
-    def finish(self, i: int) -> None:
+    def finish(self, i: int, seconds: float) -> None:
+        """File i is done: `seconds` of audio separated (0 for a failed file)."""
         with self._lock:
-            self.expected[i] = self.done[i] = max(self.done[i], self.expected[i])
+            self.expected[i] = self.done[i] = seconds
+
+    def _totals(self) -> tuple[float, float, float]:
+        """(fraction of the batch done, audio seconds per second, seconds left or -1 when unknown)."""
+        done, total = sum(self.done), sum(self.expected)
+        elapsed = time.monotonic() - self.start
+        speed = done / elapsed if elapsed > 0 else 0.0
+        return (done / total if total else 0.0), speed, ((total - done) / speed if speed > 0 else -1.0)
+
+    def summary(self) -> str:
+        with self._lock:
+            overall, speed, left = self._totals()
+        return (f"batch {overall * 100:.0f}% at {speed:.1f} audio s/s"
+                + (f", ETA {fmt_seconds(left)}" if 0 < left and overall < 1 else ""))
 
     def _draw(self, i: int, frac: float) -> None:
         if not self.con.tty:
             return
-        done, total = sum(self.done), sum(self.expected)
-        elapsed = time.monotonic() - self.start
-        speed = done / elapsed if elapsed > 0 else 0.0
-        overall = done / total if total else 0.0
-        eta = fmt_seconds((total - done) / speed) if speed > 0 else "?"
+        overall, speed, left = self._totals()
+        eta = fmt_seconds(left) if left >= 0 else "?"
         self.con.status(f"[{i + 1}/{len(self.expected)}] {bar(frac, 12)} | all {bar(overall, 12)} "
                         f"{overall * 100:3.0f}% | {speed:.1f} audio s/s ({speed:.1f}x real time) | ETA {eta}")
 
