@@ -299,11 +299,14 @@ class Decoder:
             self.close()
 
     def _parts(self, span: _Span, seek_time: float | None, state: "_DecodeState") -> Iterator[np.ndarray]:
+        """Decoded frames gathered in an AudioFifo and converted a block at a time (per-frame NumPy work would
+        cost more than decoding), resampled and cut to the span."""
         av = _av()
         s = self._stream
         start_ts = s.start_time or 0
-        resampler = None
+        fifo = av.AudioFifo()
         channels = None
+        convert = _Conversion(self.rate, self.max_channels, span, state)
         try:
             for packet in self._container.demux(s):
                 try:
@@ -322,20 +325,19 @@ class Decoder:
                     elif len(frame.layout.channels) != channels:
                         raise InputError(f"{self.path}: channel count changes mid-stream ({channels} -> "
                                          f"{len(frame.layout.channels)})")
-                    arr = _frame_array(frame, self.max_channels)
-                    if resampler is None and frame.sample_rate != self.rate:
-                        resampler = StreamResampler(frame.sample_rate, self.rate, arr.shape[1])
-                    part, state.done = span.cut(resampler.process(arr) if resampler is not None else arr)
-                    if part.shape[0]:
-                        yield part
+                    frame.pts = None  # the fifo checks continuity of timestamps; t0 is all the span needs
+                    fifo.write(frame)
+                if fifo.samples >= self.block_samples:
+                    yield from convert(fifo.read())
                     if state.done:
                         return
         except av.FFmpegError as e:
             state.stopped = _ffmsg(e)  # a truncated or damaged tail: keep what decoded, as ffmpeg does
-        if resampler is not None:
-            part, state.done = span.cut(resampler.process(np.zeros((0, resampler.channels), np.float32), last=True))
-            if part.shape[0]:
-                yield part
+        if fifo.samples:
+            yield from convert(fifo.read())
+        if not state.done:
+            yield from convert(None)
+
 
     def _report(self, span: _Span, state: "_DecodeState") -> None:
         p = self.path
@@ -357,6 +359,30 @@ class Decoder:
             else:
                 warnings.warn(msg, DecodeWarning, stacklevel=4)
 
+
+class _Conversion:
+    """Decoded frames -> float32 (n, kept channels) at the output rate, inside the span (the resampler's state
+    carried from block to block)."""
+
+    def __init__(self, rate: int, max_channels: int | None, span: _Span, state: "_DecodeState"):
+        self.rate, self.max_channels, self.span, self.state = rate, max_channels, span, state
+        self.resampler: StreamResampler | None = None
+
+    def __call__(self, frame) -> Iterator[np.ndarray]:
+        """One frame's samples; None flushes the resampler."""
+        if frame is None:
+            if self.resampler is None:
+                return
+            arr = self.resampler.process(np.zeros((0, self.resampler.channels), np.float32), last=True)
+        else:
+            arr = _frame_array(frame, self.max_channels)
+            if self.resampler is None and frame.sample_rate != self.rate:
+                self.resampler = StreamResampler(frame.sample_rate, self.rate, arr.shape[1])
+            if self.resampler is not None:
+                arr = self.resampler.process(arr)
+        part, self.state.done = self.span.cut(arr)
+        if part.shape[0]:
+            yield part
 
 @dataclasses.dataclass
 class _DecodeState:
