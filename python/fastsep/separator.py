@@ -58,7 +58,7 @@ class Separator:
     200 MB more; 4 on the GPU).
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
     pipeline only. It needs sums over the whole song before any output: `stream` spills the network's estimates
-    (stems x 16 KB per STFT frame, about 0.7 MB per second of audio per stem) and the input to unnamed temporary
+    (stems x 8 KB per STFT frame, about 0.35 MB per second of audio per stem) and the input to unnamed temporary
     files in `spill_dir` (default: the system's temp folder) and reads them back, so its memory stays flat.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
