@@ -157,7 +157,8 @@ def memory(a) -> None:
         _, status, usage = os.wait4(subprocess.Popen(cmd).pid, 0)  # this child's own peak
         dt = time.perf_counter() - t0
         assert status == 0, f"fastsep separate failed on {src}"
-        print(f"{minutes} min mp3, {a.model}{' --mwf' if a.with_mwf else ''}: peak RSS {usage.ru_maxrss / 1024:.0f} MiB, "
+        mode = " --mwf" if a.with_mwf else ""
+        print(f"{minutes} min mp3, {a.model}{mode}: peak RSS {usage.ru_maxrss / 1024:.0f} MiB, "
               f"{dt:.0f} s ({minutes * 60 / dt:.1f}x real time incl. start-up); command: {' '.join(cmd[1:])}")
         src.unlink()
 

@@ -10,7 +10,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 
 import numpy as np
