@@ -269,3 +269,32 @@ def test_written_files_get_normal_permissions(tmp_path):
     audio.save(tmp_path / "x.wav", tone(0.1), SR)
     mode = os.stat(tmp_path / "x.wav").st_mode & 0o777
     assert mode & 0o044  # readable by others per umask (mkstemp's 0600 is not kept)
+
+
+def test_decoder_blocks_are_what_load_returns(tmp_path):
+    x = tone(5.0, rate=48000)
+    audio.save(tmp_path / "x.flac", x, 48000, pcm="s24")
+    for kwargs in ({}, {"offset": 1.25, "duration": 2.5}, {"sample_rate": None, "offset": 0.5}):
+        whole, rate = audio.load(tmp_path / "x.flac", **kwargs)
+        dec = audio.Decoder(tmp_path / "x.flac", block_samples=10_000, **{"sample_rate": SR, **kwargs})
+        blocks = list(dec.blocks())
+        assert dec.rate == rate and all(b.shape[0] >= 10_000 for b in blocks[:-1])
+        np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+def test_stem_writer_commits_whole_files_or_nothing(tmp_path):
+    x = tone(3.0)
+    with audio.StemWriter(tmp_path / "a.flac", SR, 2, pcm="s24") as w:
+        for i in range(0, x.shape[0], 30_000):
+            w.write(x[i:i + 30_000])
+            assert not (tmp_path / "a.flac").exists()  # only the hidden temporary file while writing
+        w.commit()
+    y, _ = audio.load(tmp_path / "a.flac")
+    assert np.abs(y - x).max() <= 2 ** -23
+    with pytest.raises(RuntimeError):
+        with audio.StemWriter(tmp_path / "b.wav", SR, 2) as w:
+            w.write(x)
+            raise RuntimeError("the separator failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac"]
+    with pytest.raises(audio.OutputExistsError):
+        audio.StemWriter(tmp_path / "a.flac", SR, 2, overwrite=False)

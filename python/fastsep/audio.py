@@ -1,15 +1,17 @@
-"""Audio decoding, resampling and encoding through PyAV (FFmpeg's libraries; no ffmpeg binary needed).
+"""Audio decoding and encoding through PyAV (FFmpeg's libraries; no ffmpeg binary needed), block by block.
 
-Spleeter (SPLEETER.md section 7) pipes the ``ffmpeg`` command line: decode with ``-ar 44100`` (libswresample with
-its default filter), trim with output-side ``-ss``/``-t`` (decode from the start and drop), keep the native channel
-layout (which the separator cuts to the first two channels; :func:`load` keeps only those as it decodes).
-:func:`load` does the same through PyAV's ``AudioResampler`` (the same libswresample), so decoded input
-matches what Spleeter feeds its model.  :func:`save` writes wav (16/24-bit PCM or float), flac, mp3, ogg (Vorbis),
-opus, m4a (AAC) and wma, always through a temporary file in the destination folder that is renamed into place.
+Spleeter (docs/spec.md) pipes the ``ffmpeg`` command line: decode with ``-ar 44100``, trim with output-side
+``-ss``/``-t`` (decode from the start and drop), keep the native channel layout (which the separator cuts to the
+first two channels; :class:`Decoder` keeps only those as it decodes).  :class:`Decoder` does the same in blocks,
+converting rates with fastsep.resample's streaming resampler (libsoxr, far closer to exact than swresample's
+default filter; 44.1 kHz input, the parity case, is not resampled at all).  :class:`StemWriter` encodes wav
+(16/24-bit PCM or float), flac, mp3, ogg (Vorbis), opus, m4a (AAC) and wma block by block into a hidden temporary
+file in the destination folder that is renamed into place only when complete; :func:`save` writes a whole array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -18,11 +20,13 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from . import resample as _resample
 from .errors import FastsepError, InputError, MissingDependencyError
+from .resample import StreamResampler
 
 #: Output codecs: name -> (container format, encoder, extension).
 CODECS = {
@@ -194,49 +198,209 @@ def _check_fits(path: str, more_samples: int, total_samples: int, channels: int,
                          "separate a part of it (offset/duration, -s/-d)")
 
 
-class _Kept:
-    """The decoded samples inside [offset, offset + duration), held in one float32 buffer.
+class _Span:
+    """Cuts the decoded stream (at the output rate) to [offset, offset + duration), as ffmpeg's output-side -ss/-t:
+    samples are counted from the time origin t0 (0 when decoding from the start, else the first frame's time)."""
 
-    Only the first ``max_channels`` channels of each frame are kept (the separator uses the first two, as
-    Spleeter's ``to_stereo``).  The buffer is sized once from the declared duration and grown in place (realloc)
-    only when the file runs longer, so no per-frame copies of every channel pile up before a final concatenate.
-    """
-
-    def __init__(self, path: str, rate: int, offset: float, want: int | None, max_channels: int | None,
-                 estimate: int | None):
+    def __init__(self, path: str, rate: int, offset: float, want: int | None):
         self.path, self.rate, self.offset, self.want = path, rate, offset, want
-        self.max_channels = max_channels
-        self.estimate = estimate  # expected kept samples (None: unknown)
-        self.buf: np.ndarray | None = None
-        self.kept = 0  # samples stored in buf
-        self.got = 0  # output samples seen (kept or skipped), counted from the time origin t0
+        self.kept = 0  # samples passed on
+        self.got = 0  # output samples seen (kept or skipped), counted from t0
         self.t0: float | None = None  # time (s) of the first output sample relative to the stream start
         self.skip: int | None = None  # output samples to drop at the start
-        self.channels: int | None = None  # of the stream as decoded
 
-    def add(self, frame) -> bool:
-        """Keep the part of ``frame`` inside the wanted span; True once enough is kept."""
-        channels = len(frame.layout.channels)
-        if self.channels is None:
-            self.channels = channels
-        elif channels != self.channels:
-            raise InputError(f"{self.path}: channel count changes mid-stream ({self.channels} -> {channels})")
+    def cut(self, arr: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The part of ``arr`` inside the wanted span, and whether the span is complete."""
         if self.skip is None:
-            self.skip = max(int(round((self.offset - self.t0) * self.rate)), 0)
-        arr = _frame_array(frame, self.max_channels)
+            self.skip = max(int(round((self.offset - (self.t0 or 0.0)) * self.rate)), 0)
         n = arr.shape[0]
         lo = max(self.skip - self.got, 0)
         self.got += n
         if lo >= n:
-            return False
+            return arr[:0], False
         part = arr[lo:] if self.want is None else arr[lo:lo + self.want - self.kept]
-        if part.shape[0]:
-            if not np.isfinite(part).all():
-                raise InputError(f"{self.path}: decoded audio contains NaN or Inf")
-            self._store(part)
-        return self.want is not None and self.kept >= self.want
+        if part.shape[0] and not np.isfinite(part).all():
+            raise InputError(f"{self.path}: decoded audio contains NaN or Inf")
+        self.kept += part.shape[0]
+        return part, self.want is not None and self.kept >= self.want
 
-    def _store(self, part: np.ndarray) -> None:
+    def end_time(self) -> float:
+        """Time (s) reached by the decoder, from the stream start."""
+        return (self.t0 or 0.0) + self.got / self.rate
+
+
+class Decoder:
+    """One audio stream of a file, decoded, resampled and cut block by block (memory: one block).
+
+    Opening checks the file (InputError with a one-line reason); :meth:`blocks` yields float32 ``(n, channels)``
+    arrays of at least ``block_samples`` samples (the last may be shorter) and reports, at the end, a file that
+    decoded only in part (see :func:`load`). The first ``max_channels`` channels are kept (None: all); rates are
+    converted by fastsep.resample's streaming resampler (libsoxr)."""
+
+    def __init__(self, path, offset: float = 0.0, duration: float | None = None, sample_rate: int | None = None,
+                 stream: int = 0, max_channels: int | None = 2, on_warning: Callable[[str], None] | None = None,
+                 block_samples: int = 1 << 16):
+        _av()  # a missing PyAV is a clear error before anything else
+        p = os.fspath(path)
+        if offset < 0:
+            raise InputError(f"offset must be >= 0 (got {offset})")
+        if duration is not None and duration <= 0:
+            raise InputError(f"duration must be > 0 (got {duration})")
+        if max_channels is not None and max_channels < 1:
+            raise InputError(f"max_channels must be >= 1 (got {max_channels})")
+        self.path, self.offset, self.duration = p, offset, duration
+        self.max_channels, self.on_warning, self.block_samples = max_channels, on_warning, block_samples
+        self._container = _open_input(p)
+        try:
+            self._stream = _audio_stream(self._container, p, stream)
+            self.native_rate = int(self._stream.codec_context.sample_rate or 0)
+            if self.native_rate <= 0:
+                raise InputError(f"{p}: audio stream has no sample rate")
+            self._stream.thread_type = "AUTO"
+            self.declared = _declared_duration(self._container, self._stream)
+            self.channels = min(int(self._stream.codec_context.channels or 2), max_channels or 1 << 16)
+        except BaseException:
+            self.close()
+            raise
+        self.rate = int(sample_rate) if sample_rate else self.native_rate
+
+    @property
+    def want(self) -> int | None:
+        """Samples asked for (None: to the end)."""
+        return None if self.duration is None else int(round(self.duration * self.rate))
+
+    @property
+    def expected(self) -> int | None:
+        """Samples the container's header promises within the span (None when it does not say)."""
+        if self.declared is None:
+            return self.want
+        n = max(int((self.declared - self.offset) * self.rate), 0)
+        return n if self.want is None else min(n, self.want)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        try:
+            span = _Span(self.path, self.rate, self.offset, self.want)
+            seek_time = _seek(self._container, self._stream, self.offset)
+            state = _DecodeState()
+            pending, n = [], 0
+            for part in self._parts(span, seek_time, state):
+                pending.append(part)
+                n += part.shape[0]
+                if n >= self.block_samples:
+                    yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+                    pending, n = [], 0
+            if pending:
+                yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+            self._report(span, state)
+        finally:
+            self.close()
+
+    def _parts(self, span: _Span, seek_time: float | None, state: "_DecodeState") -> Iterator[np.ndarray]:
+        """Decoded frames gathered in an AudioFifo and converted a block at a time (per-frame NumPy work would
+        cost more than decoding), resampled and cut to the span."""
+        av = _av()
+        s = self._stream
+        start_ts = s.start_time or 0
+        fifo = av.AudioFifo()
+        channels = None
+        convert = _Conversion(self.rate, self.max_channels, span, state)
+        try:
+            for packet in self._container.demux(s):
+                try:
+                    frames = packet.decode()
+                except av.InvalidDataError:
+                    state.bad_packets += 1  # ffmpeg skips undecodable packets too
+                    continue
+                for frame in frames:
+                    if span.t0 is None:
+                        if seek_time is not None and frame.pts is not None and frame.time_base is not None:
+                            span.t0 = float((frame.pts - start_ts) * frame.time_base)
+                        else:
+                            span.t0 = 0.0  # decoding from the start: count samples, as ffmpeg's output -ss does
+                    if channels is None:
+                        channels = len(frame.layout.channels)
+                    elif len(frame.layout.channels) != channels:
+                        raise InputError(f"{self.path}: channel count changes mid-stream ({channels} -> "
+                                         f"{len(frame.layout.channels)})")
+                    frame.pts = None  # the fifo checks continuity of timestamps; t0 is all the span needs
+                    fifo.write(frame)
+                if fifo.samples >= self.block_samples:
+                    yield from convert(fifo.read())
+                    if state.done:
+                        return
+        except av.FFmpegError as e:
+            state.stopped = _ffmsg(e)  # a truncated or damaged tail: keep what decoded, as ffmpeg does
+        if fifo.samples:
+            yield from convert(fifo.read())
+        if not state.done:
+            yield from convert(None)
+
+
+    def _report(self, span: _Span, state: "_DecodeState") -> None:
+        p = self.path
+        if span.kept == 0:
+            if state.stopped is not None:
+                raise InputError(f"{p}: cannot decode audio ({state.stopped})")
+            if state.bad_packets:
+                raise InputError(f"{p}: audio stream is corrupt (no packet could be decoded)")
+            if self.offset > 0 and span.got > 0:
+                raise InputError(f"{p}: offset {self.offset:g} s is past the end of the audio "
+                                 f"({span.got / self.rate:.2f} s)")
+            raise InputError(f"{p}: no audio samples decoded")
+        notes = [None if state.done else _shortfall(p, span.end_time(), self.declared, state.stopped)]
+        if state.bad_packets:
+            notes.append(f"{p}: {state.bad_packets} damaged packet(s) could not be decoded and were skipped")
+        for msg in filter(None, notes):
+            if self.on_warning is not None:
+                self.on_warning(msg)
+            else:
+                warnings.warn(msg, DecodeWarning, stacklevel=4)
+
+
+class _Conversion:
+    """Decoded frames -> float32 (n, kept channels) at the output rate, inside the span (the resampler's state
+    carried from block to block)."""
+
+    def __init__(self, rate: int, max_channels: int | None, span: _Span, state: "_DecodeState"):
+        self.rate, self.max_channels, self.span, self.state = rate, max_channels, span, state
+        self.resampler: StreamResampler | None = None
+
+    def __call__(self, frame) -> Iterator[np.ndarray]:
+        """One frame's samples; None flushes the resampler."""
+        if frame is None:
+            if self.resampler is None:
+                return
+            arr = self.resampler.process(np.zeros((0, self.resampler.channels), np.float32), last=True)
+        else:
+            arr = _frame_array(frame, self.max_channels)
+            if self.resampler is None and frame.sample_rate != self.rate:
+                self.resampler = StreamResampler(frame.sample_rate, self.rate, arr.shape[1])
+            if self.resampler is not None:
+                arr = self.resampler.process(arr)
+        part, self.state.done = self.span.cut(arr)
+        if part.shape[0]:
+            yield part
+
+@dataclasses.dataclass
+class _DecodeState:
+    done: bool = False  # the span is complete
+    bad_packets: int = 0  # undecodable packets skipped
+    stopped: str | None = None  # why decoding stopped early
+
+
+class _Kept:
+    """Decoded blocks held in one float32 buffer, sized once from the declared duration and grown in place
+    (realloc) only when the file runs longer, so no per-block copies pile up before a final concatenate."""
+
+    def __init__(self, path: str, rate: int, want: int | None, estimate: int | None):
+        self.path, self.rate, self.want, self.estimate = path, rate, want, estimate
+        self.buf: np.ndarray | None = None
+        self.kept = 0
+
+    def store(self, part: np.ndarray) -> None:
         end = self.kept + part.shape[0]
         if self.buf is None:
             self.buf = self._allocate(end, part.shape[1])
@@ -265,10 +429,6 @@ class _Kept:
             self.buf.resize((self.kept, self.buf.shape[1]), refcheck=False)
         return self.buf
 
-    def end_time(self) -> float:
-        """Time (s) reached by the decoder, from the stream start."""
-        return (self.t0 or 0.0) + self.got / self.rate
-
 
 def _declared_duration(container, s) -> float | None:
     if s.duration is not None and s.time_base is not None:
@@ -296,94 +456,25 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
          on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
     """Decode audio stream ``stream`` of ``path`` to float32 ``(n, channels)``.
 
-    ``sample_rate=None`` keeps the native rate; otherwise libswresample converts (as ``ffmpeg -ar`` does).
+    ``sample_rate=None`` keeps the native rate; otherwise the streaming resampler (libsoxr) converts.
     ``offset``/``duration`` in seconds select a part (``duration=None``: to the end).  The first ``max_channels``
     channels are kept (2: what the separator uses, as Spleeter's ``to_stereo``; None: all).  Returns
     ``(samples, rate)``.  Raises InputError with a one-line reason for anything that cannot be decoded, yields no
     samples or would not fit in memory.  A file that decodes only in part (damaged packets, or ending before its
     header says) is kept as far as it decodes and reported, one line each with the file name, to ``on_warning``
-    (default: a :class:`DecodeWarning` through :mod:`warnings`).
+    (default: a :class:`DecodeWarning` through :mod:`warnings`).  :class:`Decoder` streams the same blocks.
     """
-    _av()  # a missing PyAV is a clear error before anything else
-    p = os.fspath(path)
-    if offset < 0:
-        raise InputError(f"offset must be >= 0 (got {offset})")
-    if duration is not None and duration <= 0:
-        raise InputError(f"duration must be > 0 (got {duration})")
-    if max_channels is not None and max_channels < 1:
-        raise InputError(f"max_channels must be >= 1 (got {max_channels})")
-    with _open_input(p) as container:
-        s = _audio_stream(container, p, stream)
-        native_rate = int(s.codec_context.sample_rate or 0)
-        if native_rate <= 0:
-            raise InputError(f"{p}: audio stream has no sample rate")
-        rate = int(sample_rate) if sample_rate else native_rate
-        s.thread_type = "AUTO"
-        want = None if duration is None else int(round(duration * rate))
-        declared = _declared_duration(container, s)
-        estimate = None
-        if declared is not None:
-            estimate = max(int((declared - offset) * rate), 0)
-            if want is not None:
-                estimate = min(estimate, want)
-            channels = min(int(s.codec_context.channels or 2), max_channels or 1 << 16)
-            _check_fits(p, estimate, estimate, channels, rate)
-        kept = _Kept(p, rate, offset, want, max_channels, estimate)
-        seek_time = _seek(container, s, offset)
-        done, bad_packets, stopped = _decode(container, s, kept, rate, seek_time)
-    if kept.kept == 0:
-        if stopped is not None:
-            raise InputError(f"{p}: cannot decode audio ({stopped})")
-        if bad_packets:
-            raise InputError(f"{p}: audio stream is corrupt (no packet could be decoded)")
-        if offset > 0 and kept.got > 0:
-            raise InputError(f"{p}: offset {offset:g} s is past the end of the audio ({kept.got / rate:.2f} s)")
-        raise InputError(f"{p}: no audio samples decoded")
-    notes = [None if done else _shortfall(p, kept.end_time(), declared, stopped)]
-    if bad_packets:
-        notes.append(f"{p}: {bad_packets} damaged packet(s) could not be decoded and were skipped")
-    for msg in filter(None, notes):
-        if on_warning is not None:
-            on_warning(msg)
-        else:
-            warnings.warn(msg, DecodeWarning, stacklevel=2)
-    return kept.result(), rate
-
-
-def _decode(container, s, kept: _Kept, rate: int, seek_time: float | None) -> tuple[bool, int, str | None]:
-    """Feed the decoded (and resampled) frames of stream ``s`` to ``kept``.
-
-    Returns (whether enough was kept, undecodable packets skipped, why decoding stopped early or None)."""
-    av = _av()
-    start_ts = s.start_time or 0
-    resampler = None
-    bad_packets = 0
-
-    def emit(frames) -> bool:
-        return any(kept.add(fr) for fr in frames)
-
+    dec = Decoder(path, offset, duration, sample_rate, stream, max_channels, on_warning)
     try:
-        for packet in container.demux(s):
-            try:
-                frames = packet.decode()
-            except av.InvalidDataError:
-                bad_packets += 1  # ffmpeg skips undecodable packets too
-                continue
-            for frame in frames:
-                if kept.t0 is None:
-                    if seek_time is not None and frame.pts is not None and frame.time_base is not None:
-                        kept.t0 = float((frame.pts - start_ts) * frame.time_base)
-                    else:
-                        kept.t0 = 0.0  # decoding from the start: count samples, as ffmpeg's output -ss does
-                if resampler is None and rate != frame.sample_rate:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
-                if emit(resampler.resample(frame) if resampler is not None else [frame]):
-                    return True, bad_packets, None
-        if resampler is not None and emit(resampler.resample(None)):
-            return True, bad_packets, None
-    except av.FFmpegError as e:
-        return False, bad_packets, _ffmsg(e)  # a truncated or damaged tail: keep what decoded, as ffmpeg does
-    return False, bad_packets, None
+        estimate = dec.expected
+        if dec.declared is not None and estimate is not None:
+            _check_fits(dec.path, estimate, estimate, dec.channels, dec.rate)
+        kept = _Kept(dec.path, dec.rate, dec.want, estimate)
+        for block in dec.blocks():
+            kept.store(block)
+    finally:
+        dec.close()
+    return kept.result(), dec.rate
 
 
 def _shortfall(path: str, end: float, declared: float | None, stopped: str | None) -> str | None:
@@ -400,27 +491,9 @@ def _shortfall(path: str, end: float, declared: float | None, stopped: str | Non
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample float32 ``(n, channels)`` with libswresample (the resampler ``ffmpeg -ar`` uses)."""
-    if rate_in == rate_out:
-        return np.asarray(x, dtype=np.float32)
-    av = _av()
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    ch = x.shape[1]
-    layout = _layout(ch)
-    rs = av.AudioResampler(format="fltp", layout=layout, rate=rate_out)
-    out = []
-    step = 1 << 16
-    for i in range(0, x.shape[0], step):
-        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[i:i + step].T), format="fltp", layout=layout)
-        fr.sample_rate = rate_in
-        fr.pts = None
-        out += [_frame_array(f) for f in rs.resample(fr)]
-    out += [_frame_array(f) for f in rs.resample(None)]
-    y = np.concatenate(out, axis=0) if out else np.zeros((0, ch), np.float32)
-    n = int(round(x.shape[0] * rate_out / rate_in))
-    if y.shape[0] < n:
-        y = np.concatenate([y, np.zeros((n - y.shape[0], ch), np.float32)])
-    return np.ascontiguousarray(y[:n])
+    """Resample float32 ``(n, channels)`` with the streaming resampler (libsoxr), to round(n * rate_out / rate_in)
+    samples."""
+    return _resample.resample(np.asarray(x, dtype=np.float32), rate_in, rate_out)
 
 
 def _layout(channels: int) -> str:
@@ -477,109 +550,173 @@ def _to_int(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     return (y.astype(np.int32) << (32 - bits)), clipped
 
 
+@contextlib.contextmanager
+def _encoding_errors(path, codec: str):
+    """FFmpeg and OS errors while encoding, as one-line OutputErrors."""
+    av = _av()
+    try:
+        yield
+    except av.FFmpegError as e:
+        raise OutputError(f"cannot encode {path} as {codec}: {_ffmsg(e)}") from None
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+class StemWriter:
+    """Encodes one output file block by block into a hidden temporary file in the destination folder.
+
+    :meth:`commit` flushes the encoder, fsyncs and renames the file into place (never replacing an existing file
+    unless ``overwrite``); :meth:`abort` (or an exception inside a ``with`` block) removes it, so no truncated file
+    ever carries the final name.  ``codec`` defaults to the one implied by the extension.  wav is ``pcm`` ("s16",
+    "s24" or "f32"); flac is 16-bit for "s16" and 24-bit otherwise.  Integer outputs clip at full scale: the count
+    of clipped samples is in the report (callers must tell the user).  ``bitrate`` applies to the lossy codecs.
+    """
+
+    def __init__(self, path, sample_rate: int, channels: int = 2, codec: str | None = None, bitrate="128k",
+                 pcm: str = "s16", overwrite: bool = True):
+        av = _av()
+        path = pathlib.Path(path)
+        codec = codec or codec_of(path)
+        if codec not in CODECS:
+            raise OutputError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
+        if pcm not in PCM_FORMATS:
+            raise OutputError(f"unknown PCM format {pcm!r} (known: {', '.join(PCM_FORMATS)})")
+        if channels < 1:
+            raise OutputError(f"{path}: audio must have at least one channel")
+        if not overwrite and path.exists():
+            raise OutputExistsError(f"{path} exists (use --overwrite to replace it)")
+        self.path, self.codec, self.overwrite, self.sample_rate = path, codec, overwrite, int(sample_rate)
+        self.channels, self.layout = channels, _layout(channels)
+        self.report = SaveReport(str(path))
+        self._pts = 0
+        folder = path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(path)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path, os.getpid()), suffix=".part")
+            os.close(fd)
+        except OSError as e:
+            raise OutputError(f"cannot write to {folder}: {e.strerror or e}") from None
+        self._tmp = pathlib.Path(tmp)
+        self._out = None
+        try:
+            self._open(av, bitrate, pcm)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, av, bitrate, pcm: str) -> None:
+        fmt, encoder, _ = CODECS[self.codec]
+        # Integer PCM is converted here (not by swresample) so clipping is counted, never silent.
+        if self.codec == "wav":
+            encoder = {"s16": "pcm_s16le", "s24": "pcm_s24le", "f32": "pcm_f32le"}[pcm]
+        rate = 48000 if self.codec == "opus" else self.sample_rate  # Opus only codes 8/12/16/24/48 kHz
+        with self._errors():
+            self._out = av.open(str(self._tmp), "w", format=fmt)
+            st = self._out.add_stream(encoder, rate=rate, layout=self.layout)
+            if self.codec in ("mp3", "ogg", "opus", "m4a", "wma"):
+                st.codec_context.bit_rate = parse_bitrate(bitrate)
+            if self.codec == "ogg":
+                st.codec_context.options = {"strict": "experimental"}  # FFmpeg's own Vorbis encoder
+            if encoder == "pcm_s16le" or (self.codec == "flac" and pcm == "s16"):
+                self._frame_fmt, self._bits = "s16", 16
+            elif encoder == "pcm_s24le" or self.codec == "flac":
+                self._frame_fmt, self._bits = "s32", 24
+            elif encoder in ("pcm_f32le", "libopus"):
+                self._frame_fmt, self._bits = "flt", 0
+            else:
+                self._frame_fmt, self._bits = "fltp", 0
+            # PyAV would otherwise convert to the encoder's first sample format (flac: s16, mp3: s32p).
+            st.codec_context.format = self._frame_fmt
+            self._st = st
+
+    def _errors(self):
+        return _encoding_errors(self.path, self.codec)
+
+    def write(self, block: np.ndarray) -> None:
+        """Encode (n, channels) float samples."""
+        av = _av()
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise OutputError(f"{self.path}: blocks must be (samples, {self.channels}), got shape {x.shape}")
+        if x.shape[0] == 0:
+            return
+        self.report.peak = max(self.report.peak, float(np.max(np.abs(x))))
+        if self._bits:
+            x, clipped = _to_int(x, self._bits)
+            self.report.clipped += clipped
+        step = 1 << 16
+        with self._errors():
+            for i in range(0, x.shape[0], step):
+                part = x[i:i + step]
+                arr = np.ascontiguousarray(part.T if self._frame_fmt == "fltp" else part.reshape(1, -1))
+                fr = av.AudioFrame.from_ndarray(arr, format=self._frame_fmt, layout=self.layout)
+                fr.sample_rate = self.sample_rate
+                fr.pts = self._pts
+                self._pts += part.shape[0]
+                for packet in self._st.encode(fr):
+                    self._out.mux(packet)
+
+    def commit(self) -> SaveReport:
+        """Finish the file and move it into place."""
+        try:
+            with self._errors():
+                for packet in self._st.encode(None):
+                    self._out.mux(packet)
+                self._out.close()
+                self._out = None
+                _fsync(self._tmp)
+                _commit(self._tmp, self.path, self.overwrite)
+                _fsync(self.path.parent)  # the rename itself survives a power cut
+        finally:
+            self.abort()
+        return self.report
+
+    def abort(self) -> None:
+        """Drop the file (nothing is left under any name); a no-op after commit."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except Exception:  # noqa: BLE001 - the file is deleted anyway
+                pass
+            self._out = None
+        try:
+            self._tmp.unlink()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "StemWriter":
+        return self
+
+    def __exit__(self, kind, e, tb) -> None:
+        if kind is not None:
+            self.abort()
+
+
 def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = None, bitrate="128k",
          pcm: str = "s16", overwrite: bool = True, cancel: threading.Event | None = None) -> SaveReport:
-    """Encode float32 ``(n, channels)`` to ``path`` atomically.
+    """Encode float32 ``(n, channels)`` to ``path`` atomically (see :class:`StemWriter`).
 
-    ``codec`` defaults to the one implied by the extension.  wav is ``pcm`` ("s16", "s24" or "f32"); flac is 16-bit
-    for "s16" and 24-bit otherwise.  Integer outputs clip at full scale: the count of clipped samples is returned
-    (callers must tell the user).  ``bitrate`` applies to the lossy codecs.  The file is written to a hidden
-    temporary file in the destination folder and renamed into place only when complete; with
-    ``overwrite=False`` an existing file is never replaced (OutputExistsError).  ``cancel`` (an Event) aborts the
-    write between chunks, leaving no file behind.
+    The file is written to a hidden temporary file in the destination folder and renamed into place only when
+    complete; with ``overwrite=False`` an existing file is never replaced (OutputExistsError).  ``cancel`` (an
+    Event) aborts the write between chunks, leaving no file behind.
     """
-    av = _av()
-    path = pathlib.Path(path)
-    codec = codec or codec_of(path)
-    if codec not in CODECS:
-        raise OutputError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
-    if pcm not in PCM_FORMATS:
-        raise OutputError(f"unknown PCM format {pcm!r} (known: {', '.join(PCM_FORMATS)})")
     x = np.asarray(data)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] < 1:
         raise OutputError(f"{path}: audio must be (samples, channels), got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    channels = x.shape[1]
-    layout = _layout(channels)
-    fmt, encoder, _ = CODECS[codec]
-    report = SaveReport(str(path), peak=float(np.max(np.abs(x))) if x.size else 0.0)
-
-    if not overwrite and path.exists():
-        raise OutputExistsError(f"{path} exists (use --overwrite to replace it)")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(path)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path, os.getpid()), suffix=".part")
-        os.close(fd)
-    except OSError as e:
-        raise OutputError(f"cannot write to {folder}: {e.strerror or e}") from None
-    tmp = pathlib.Path(tmp)
-    try:
-        # Integer PCM is converted here (not by swresample) so clipping is counted, never silent.
-        if codec == "wav":
-            encoder = {"s16": "pcm_s16le", "s24": "pcm_s24le", "f32": "pcm_f32le"}[pcm]
-        rate = sample_rate
-        if codec == "opus":
-            rate = 48000  # Opus only codes 8/12/16/24/48 kHz
-        with av.open(str(tmp), "w", format=fmt) as out:
-            st = out.add_stream(encoder, rate=rate, layout=layout)
-            if codec in ("mp3", "ogg", "opus", "m4a", "wma"):
-                st.codec_context.bit_rate = parse_bitrate(bitrate)
-            if codec == "ogg":
-                st.codec_context.options = {"strict": "experimental"}  # FFmpeg's own Vorbis encoder
-            if encoder == "pcm_s16le" or (codec == "flac" and pcm == "s16"):
-                frame_fmt, bits = "s16", 16
-            elif encoder == "pcm_s24le" or codec == "flac":
-                frame_fmt, bits = "s32", 24
-            elif encoder == "pcm_f32le":
-                frame_fmt, bits = "flt", 0
-            elif codec == "opus":
-                frame_fmt, bits = "flt", 0
-            else:
-                frame_fmt, bits = "fltp", 0
-            # PyAV would otherwise convert to the encoder's first sample format (flac: s16, mp3: s32p).
-            st.codec_context.format = frame_fmt
-            if bits:
-                y, report.clipped = _to_int(x, bits)
-            else:
-                y = x
-            step = 1 << 16
-            pts = 0
-            for i in range(0, y.shape[0], step):
-                if cancel is not None and cancel.is_set():
-                    raise KeyboardInterrupt
-                block = y[i:i + step]
-                if frame_fmt == "fltp":
-                    arr = np.ascontiguousarray(block.T)
-                else:
-                    arr = np.ascontiguousarray(block.reshape(1, -1))
-                fr = av.AudioFrame.from_ndarray(arr, format=frame_fmt, layout=layout)
-                fr.sample_rate = sample_rate
-                fr.pts = pts
-                pts += block.shape[0]
-                for packet in st.encode(fr):
-                    out.mux(packet)
-            for packet in st.encode(None):
-                out.mux(packet)
+    with StemWriter(path, sample_rate, x.shape[1], codec, bitrate, pcm, overwrite) as w:
+        step = 1 << 16
+        for i in range(0, x.shape[0], step):
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
+            w.write(x[i:i + step])
         if cancel is not None and cancel.is_set():
             raise KeyboardInterrupt
-        _fsync(tmp)
-        _commit(tmp, path, overwrite)
-        _fsync(folder)  # the rename itself survives a power cut
-    except av.FFmpegError as e:
-        raise OutputError(f"cannot encode {path} as {codec}: {_ffmsg(e)}") from None
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-    return report
+        return w.commit()
 
 
 def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import queue
 import signal
 import sys
 import threading
@@ -17,6 +16,7 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
+from typing import Optional
 
 from . import __version__
 from .console import Console, bar, download_progress, fmt_seconds, load_separator
@@ -68,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-d", "--duration", type=float, default=None,
                    help="seconds to separate from the offset (default: the whole file; no 10-minute cut)")
     s.add_argument("-m", "--mwf", action="store_true",
-                   help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; its "
-                        "memory grows with the song)")
+                   help="multichannel Wiener filter instead of ratio masks, as spleeter --mwf (CPU pipeline; "
+                        "spills the network's estimates to unnamed temporary files in the output folder)")
+    s.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
+                   help="sample rate of the stems (default: each input's own)")
+    s.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="files in flight, each decoding and encoding in its own threads (default: 1 on the CPU, "
+                        "where the network uses every core; up to 4 on a GPU)")
     _quality_options(s)
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _backend_options(s)
@@ -225,205 +230,240 @@ def cmd_backends(args, con: Console) -> int:
 
 
 def cmd_separate(args, con: Console) -> int:
-    from . import audio, backends
-    from .models.source import resolve
+    return SeparateRun(args, con).run()
 
-    audio.silence_ffmpeg_logs()
-    if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
-        raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
-    check_overlap(args.overlap)
-    codec = args.codec.lower()
-    if codec not in audio.CODECS:
-        raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
-    try:
-        audio.parse_bitrate(args.bitrate)
-    except FastsepError as e:
-        raise UsageError(str(e)) from None
-    if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
-        raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
-    check_duration(args.duration)
-    check_format(args.filename_format)
-    out_dir = pathlib.Path(args.output_path)
-    precheck_output(out_dir)
 
-    inputs = []
-    seen_inputs = set()
-    for f in args.files:
-        key = os.path.realpath(f)
-        if key in seen_inputs:
-            con.warning(f"{f} is given twice; separating it once")
-            continue
-        seen_inputs.add(key)
-        inputs.append(f)
+class SeparateRun:
+    """`fastsep separate` in named steps: check the options, plan every output, load the model once, separate the
+    files (decode -> separate -> encode, streaming, `jobs` files in flight), report.
 
-    # The resolver reads every model's config without its weights: the whole output plan is checked first.
-    source = resolve(args.model, args.config)
-    instruments = source.config.instruments
-    plans = plan_outputs(inputs, out_dir, args.filename_format, instruments, codec)
+    A bad file costs one error line and the batch goes on (exit 1 if any failed); existing outputs are kept
+    unless --overwrite; an interrupt discards every unfinished stem (exit 130)."""
 
-    todo, skipped = [], 0
-    for f, paths in zip(inputs, plans):
-        existing = [p for p in paths.values() if p.exists()]
-        if existing and not args.overwrite and len(existing) == len(paths):
-            con.print(f"skipped {f}: its outputs exist in {_common_parent(existing)} (use --overwrite to replace "
-                      "them)")
-            skipped += 1
-            continue
-        if existing and not args.overwrite:
-            con.print(f"{f}: keeping {len(existing)} existing output(s); writing the missing ones")
-        todo.append((f, paths))
+    def __init__(self, args, con: Console):
+        self.args, self.con = args, con
+        self.out_dir = pathlib.Path(args.output_path)
+        self.codec = args.codec.lower()
+        self.todo: list = []  # (input, {stem: path}) still to write
+        self.skipped = self.ok = self.failed = 0
+        self.sep = None
+        self.cancel = threading.Event()
+        self.meter: Optional[_BatchMeter] = None
 
-    sep = load_separator(source, args.backend, con, args.precision, args.mwf, overlap=args.overlap,
-                         full_band=args.full_band) if todo else None
-    rate = int(sep.config.sample_rate) if sep is not None else 44100
-    created = missing_folders([t for _, paths in todo for t in paths.values()], out_dir)
+    def run(self) -> int:
+        from . import audio
 
-    n = len(todo)
-    failed = 0
-    ok = 0
-    cancel = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=1)  # bounds memory: one decoded file waits while one is separated
-    state = {"done_files": 0.0}
-
-    def decoder():
-        for i, (f, _) in enumerate(todo):
-            if cancel.is_set():
-                return
-            t0 = time.monotonic()
-            try:
-                x, sr = audio.load(f, offset=args.offset, duration=args.duration, sample_rate=rate,
-                                   on_warning=con.warning)  # damaged or truncated input, with its name
-                item = (i, x, sr, None, time.monotonic() - t0)
-            except FastsepError as e:
-                item = (i, None, None, str(e), 0.0)
-            except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch
-                item = (i, None, None, _unexpected(e, con), 0.0)
-            while not cancel.is_set():
-                try:
-                    decoded.put(item, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        decoded.put(None)
-
-    def write(i: int, stems: dict) -> list:
-        f, paths = todo[i]
-        reports = []
-        for inst, target in paths.items():
-            if target.exists() and not args.overwrite:
-                continue
-            rep = audio.save(target, stems[inst], rate, codec=codec, bitrate=args.bitrate, pcm=args.pcm,
-                             overwrite=args.overwrite, cancel=cancel)
-            reports.append(rep)
-        return reports
-
-    def finish_write(i: int, fut: Future) -> None:
-        nonlocal ok, failed
-        f, paths = todo[i]
+        audio.silence_ffmpeg_logs()
+        self.check_options()
+        self.plan()
+        self.load_model()
+        created = missing_folders([t for _, paths in self.todo for t in paths.values()], self.out_dir)
+        t0 = time.monotonic()
         try:
-            reports = fut.result()
-        except FastsepError as e:
-            failed += 1
-            con.error(f"{f}: {e}")
-            return
+            check_writable(self.out_dir)
+            self.separate_all()
         except KeyboardInterrupt:
+            self.cancel.set()
+            self.con.done()
+            self.con.print("interrupted: unfinished outputs were discarded", always=True)
+            return EXIT_INTERRUPTED
+        finally:
+            self.cancel.set()
+            self.con.done()
+            remove_empty(created)  # left by failed or interrupted files
+        return self.report(time.monotonic() - t0)
+
+    # -- steps
+    def check_options(self) -> None:
+        from . import audio, backends
+
+        args = self.args
+        if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
+            raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
+        if self.codec not in audio.CODECS:
+            raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
+        try:
+            audio.parse_bitrate(args.bitrate)
+        except FastsepError as e:
+            raise UsageError(str(e)) from None
+        if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
+            raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
+        check_duration(args.duration)
+        check_overlap(args.overlap)
+        if args.sample_rate is not None and not 1000 <= args.sample_rate <= 768000:
+            raise UsageError(f"--sample-rate must be from 1000 to 768000 Hz (got {args.sample_rate})")
+        if args.jobs is not None and not 1 <= args.jobs <= 64:
+            raise UsageError(f"--jobs must be from 1 to 64 (got {args.jobs})")
+        check_format(args.filename_format)
+        precheck_output(self.out_dir)
+
+    def plan(self) -> None:
+        """Every output path, checked whole before any work; outputs that exist are kept unless --overwrite."""
+        from .models.source import resolve
+
+        args, con = self.args, self.con
+        inputs, seen = [], set()
+        for f in args.files:
+            key = os.path.realpath(f)
+            if key in seen:
+                con.warning(f"{f} is given twice; separating it once")
+                continue
+            seen.add(key)
+            inputs.append(f)
+        # The resolver reads every model's config without its weights: the whole output plan is checked first.
+        self.source = resolve(args.model, args.config)
+        plans = plan_outputs(inputs, self.out_dir, args.filename_format, self.source.config.instruments, self.codec)
+        for f, paths in zip(inputs, plans):
+            existing = [p for p in paths.values() if p.exists()]
+            if existing and not args.overwrite and len(existing) == len(paths):
+                con.print(f"skipped {f}: its outputs exist in {_common_parent(existing)} (use --overwrite to "
+                          "replace them)")
+                self.skipped += 1
+                continue
+            if existing and not args.overwrite:
+                con.print(f"{f}: keeping {len(existing)} existing output(s); writing the missing ones")
+                paths = {inst: p for inst, p in paths.items() if not p.exists()}
+            self.todo.append((f, paths))
+
+    def load_model(self) -> None:
+        if self.todo:
+            self.sep = load_separator(self.source, self.args.backend, self.con, self.args.precision, self.args.mwf,
+                                      overlap=self.args.overlap, full_band=self.args.full_band)
+            if self.args.mwf:
+                self.sep.spill_dir = self.out_dir  # the Wiener filter's unnamed temporary files: on the outputs' disk
+
+    def separate_all(self) -> None:
+        """Files in order, `jobs` at a time: while one is separated, the next one's decoder starts."""
+        if not self.todo:
             return
-        except Exception as e:  # noqa: BLE001
-            failed += 1
-            con.error(f"{f}: {_unexpected(e, con)}")
+        jobs = self.args.jobs or (1 if self.sep.device == "cpu" else min(os.cpu_count() or 1, 4))
+        self.meter = _BatchMeter(self.con, [self._expected_seconds(f) for f, _ in self.todo])
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fastsep-file")
+        try:
+            running: list = []
+            for i in range(len(self.todo)):
+                while len(running) >= jobs:
+                    self._finish(running.pop(0))
+                running.append((i, pool.submit(self.separate_one, i)))
+            for item in running:
+                self._finish(item)
+        finally:
+            self.cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def separate_one(self, i: int):
+        """Decode, separate and encode file i (in a worker thread); returns (FileResult, seconds taken)."""
+        from .file_engine import separate_file
+
+        f, paths = self.todo[i]
+        args = self.args
+        label = self.meter.label(i, f)
+        if not self.con.tty:
+            length = self.meter.expected[i]
+            self.con.print(f"{label}: separating" + (f" {fmt_seconds(length)} of audio" if length else ""))
+        t0 = time.monotonic()
+        result = separate_file(self.sep, f, paths, offset=args.offset, duration=args.duration, codec=self.codec,
+                               bitrate=args.bitrate, pcm=args.pcm, sample_rate=args.sample_rate,
+                               overwrite=args.overwrite, cancel=self.cancel, on_warning=self.con.warning,
+                               progress=lambda done, total: self.meter.update(i, done, total))
+        return result, time.monotonic() - t0
+
+    def _finish(self, item) -> None:
+        i, fut = item
+        _wait(fut)
+        f, paths = self.todo[i]
+        try:
+            result, dt = fut.result()
+        except KeyboardInterrupt:
+            raise
+        except FastsepError as e:
+            self.meter.finish(i, 0.0)
+            self.failed += 1
+            msg = str(e)
+            self.con.error(msg if str(f) in msg else f"{f}: {msg}")
             return
-        for rep in reports:
-            if rep.clipped:
-                fmt = "16-bit" if args.pcm == "s16" else "24-bit"
-                con.warning(f"{rep.path}: {rep.clipped} samples clipped to {fmt} full scale (peak {rep.peak:.3f}); "
-                            "use --pcm f32 (wav) to keep them")
-        ok += 1
+        except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch
+            self.meter.finish(i, 0.0)
+            self.failed += 1
+            self.con.error(f"{f}: {_unexpected(e, self.con)}")
+            return
+        self.ok += 1
+        self.meter.finish(i, result.seconds)
+        self.con.print(f"{self.meter.label(i, f)}: separated in {fmt_seconds(dt)} "
+                       f"({result.seconds / max(dt, 1e-9):.1f}x real time) -> {_common_parent(paths.values())}; "
+                       f"{self.meter.summary()}")
+        fmt = "16-bit" if self.args.pcm == "s16" else "24-bit"
+        for name, n in result.clipped.items():
+            if n:
+                self.con.warning(f"{result.outputs[name]}: {n} samples clipped to {fmt} full scale (peak "
+                                 f"{result.peaks[name]:.3f}); use --pcm f32 (wav) to keep them")
 
-    pending: list = []
-    t_start = time.monotonic()
-    worker = threading.Thread(target=decoder, name="fastsep-decode", daemon=True)
-    writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fastsep-write")
-    try:
-        check_writable(out_dir)
-        if n:
-            worker.start()
-        while n:
-            try:
-                item = decoded.get(timeout=0.2)
-            except queue.Empty:
-                nxt = min(int(state["done_files"]), n - 1)
-                con.status(f"[{nxt + 1}/{n}] {os.path.basename(todo[nxt][0])}: decoding")
-                continue
-            if item is None:
-                break
-            i, x, sr, err, t_dec = item
-            f, paths = todo[i]
-            label = f"[{i + 1}/{n}] {os.path.basename(f)}"
-            if err is not None:
-                failed += 1
-                con.error(err)
-                state["done_files"] += 1
-                continue
-            seconds = x.shape[0] / sr
+    def report(self, seconds: float) -> int:
+        parts = [f"{self.ok} separated"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        where = f"; outputs in {self.out_dir.absolute()}" if self.ok or self.skipped else ""
+        self.con.print(f"done in {fmt_seconds(seconds)}: {', '.join(parts)}{where}", always=bool(self.failed))
+        return EXIT_FAILED if self.failed else EXIT_OK
 
-            def progress(done, total, label=label):
-                frac = done / total if total else 1.0
-                overall = (state["done_files"] + frac) / n
-                con.status(f"{label} {bar(frac, 16)} {done}/{total} segments | all {bar(overall, 12)} "
-                           f"{overall * 100:3.0f}%", force=done == total)
+    def _expected_seconds(self, f) -> float:
+        """The audio seconds a file will give, from its header (0 when unreadable: its error comes later)."""
+        from . import audio
 
-            if not con.tty:
-                con.print(f"{label}: separating {fmt_seconds(seconds)} of audio")
-            progress(0, 1)
-            t0 = time.monotonic()
-            try:
-                stems = sep.run(x, sr, progress=progress)
-            except FastsepError as e:
-                failed += 1
-                con.error(f"{f}: {e}")
-                state["done_files"] += 1
-                continue
-            except Exception as e:  # noqa: BLE001
-                failed += 1
-                con.error(f"{f}: {_unexpected(e, con)}")
-                state["done_files"] += 1
-                continue
-            del x
-            dt = time.monotonic() - t0
-            state["done_files"] += 1
-            con.print(f"{label}: separated in {fmt_seconds(dt)} ({seconds / max(dt, 1e-9):.1f}x real time) -> "
-                      f"{_common_parent(paths.values())}")
-            # keep at most two files' stems waiting to be written
-            while len(pending) >= 2:
-                j, fut = pending.pop(0)
-                _wait(fut)
-                finish_write(j, fut)
-            pending.append((i, writers.submit(write, i, stems)))
-            del stems
-        for j, fut in pending:
-            _wait(fut)
-            finish_write(j, fut)
-        pending = []
-    except KeyboardInterrupt:
-        cancel.set()
-        con.done()
-        con.print("interrupted: unfinished outputs were discarded", always=True)
-        writers.shutdown(wait=True, cancel_futures=True)
-        return EXIT_INTERRUPTED
-    finally:
-        cancel.set()
-        writers.shutdown(wait=True)
-        con.done()
-        remove_empty(created)  # left by failed or interrupted files
-    total_time = time.monotonic() - t_start
-    parts = [f"{ok} separated"]
-    if failed:
-        parts.append(f"{failed} failed")
-    if skipped:
-        parts.append(f"{skipped} skipped")
-    where = f"; outputs in {out_dir.absolute()}" if ok or skipped else ""
-    con.print(f"done in {fmt_seconds(total_time)}: {', '.join(parts)}{where}", always=bool(failed))
-    return EXIT_FAILED if failed else EXIT_OK
+        try:
+            declared = audio.probe(f).duration or 0.0
+        except FastsepError:
+            return 0.0
+        seconds = max(declared - self.args.offset, 0.0)
+        return seconds if self.args.duration is None else min(seconds, self.args.duration)
+
+
+class _BatchMeter:
+    """Progress of the whole batch: audio seconds per second of work and an ETA (terminals redraw one line)."""
+
+    def __init__(self, con: Console, expected: list):
+        self.con = con
+        self.expected = expected  # seconds of audio per file, from the headers
+        self.done = [0.0] * len(expected)
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+
+    def label(self, i: int, f) -> str:
+        return f"[{i + 1}/{len(self.expected)}] {os.path.basename(f)}"
+
+    def update(self, i: int, done: int, total: int) -> None:
+        with self._lock:
+            frac = done / total if total else 0.0
+            self.done[i] = frac * self.expected[i]
+            self._draw(i, frac)
+
+    def finish(self, i: int, seconds: float) -> None:
+        """File i is done: `seconds` of audio separated (0 for a failed file)."""
+        with self._lock:
+            self.expected[i] = self.done[i] = seconds
+
+    def _totals(self) -> tuple[float, float, float]:
+        """(fraction of the batch done, audio seconds per second, seconds left or -1 when unknown)."""
+        done, total = sum(self.done), sum(self.expected)
+        elapsed = time.monotonic() - self.start
+        speed = done / elapsed if elapsed > 0 else 0.0
+        return (done / total if total else 0.0), speed, ((total - done) / speed if speed > 0 else -1.0)
+
+    def summary(self) -> str:
+        with self._lock:
+            overall, speed, left = self._totals()
+        return (f"batch {overall * 100:.0f}% at {speed:.1f} audio s/s"
+                + (f", ETA {fmt_seconds(left)}" if 0 < left and overall < 1 else ""))
+
+    def _draw(self, i: int, frac: float) -> None:
+        if not self.con.tty:
+            return
+        overall, speed, left = self._totals()
+        eta = fmt_seconds(left) if left >= 0 else "?"
+        self.con.status(f"[{i + 1}/{len(self.expected)}] {bar(frac, 12)} | all {bar(overall, 12)} "
+                        f"{overall * 100:3.0f}% | {speed:.1f} audio s/s ({speed:.1f}x real time) | ETA {eta}")
 
 
 def _wait(fut: Future) -> None:

@@ -1,22 +1,66 @@
-"""Sample-rate conversion of whole arrays (polyphase FIR, Kaiser window, scipy.signal.resample_poly)."""
+"""Sample-rate conversion: one streaming resampler (libsoxr, very high quality) for whole arrays and for blocks.
+
+The decoder, the separator's input and its stems all convert through `StreamResampler`. Its output does not depend
+on how the input is cut into blocks (soxr keeps the filter state), so a song resampled whole and the same song
+streamed block by block are bit-identical; soxr also compensates its filter delay.
+"""
 
 from __future__ import annotations
 
-from math import gcd
-
 import numpy as np
+
+from .errors import MissingDependencyError
+
+QUALITY = "VHQ"  # 48k -> 44.1k -> 48k keeps about 134 dB below 19 kHz
+
+
+def _soxr():
+    try:
+        import soxr
+    except ModuleNotFoundError:
+        raise MissingDependencyError("soxr", "audio", "Sample-rate conversion") from None
+    return soxr
+
+
+class StreamResampler:
+    """Converts (n, channels) float32 blocks from rate_in to rate_out, carrying the filter state between blocks.
+
+    `length` (the number of output samples wanted in all, e.g. the input's length at the other rate) trims or
+    zero-pads the end, so that a round trip returns exactly as many samples as went in."""
+
+    def __init__(self, rate_in: int, rate_out: int, channels: int, length: int | None = None):
+        self.rate_in, self.rate_out, self.channels = int(rate_in), int(rate_out), int(channels)
+        self.length = length
+        self.emitted = 0
+        self._stream = None
+        if self.rate_in != self.rate_out:
+            self._stream = _soxr().ResampleStream(self.rate_in, self.rate_out, self.channels, dtype="float32",
+                                                  quality=QUALITY)
+
+    def process(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """The output samples that `x` completes (all that are left when `last`)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = x if self._stream is None else self._stream.resample_chunk(x, last=last)
+        if self.length is not None:
+            y = y[:max(self.length - self.emitted, 0)]
+            if last and self.emitted + y.shape[0] < self.length:
+                pad = np.zeros((self.length - self.emitted - y.shape[0], self.channels), np.float32)
+                y = np.concatenate([y, pad])
+        self.emitted += y.shape[0]
+        return y
+
+
+def converted_length(n: int, rate_in: int, rate_out: int) -> int:
+    """Samples at rate_out for n samples at rate_in."""
+    return n if rate_in == rate_out else int(round(n * rate_out / rate_in))
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int, length: int | None = None) -> np.ndarray:
     """Resample (n, channels) float32 along axis 0; `length` trims or zero-pads the result to that many samples."""
-    if rate_in != rate_out:
-        import scipy.signal  # 1.5 s to import: only when a song needs resampling
-
-        g = gcd(int(rate_in), int(rate_out))
-        x = scipy.signal.resample_poly(x, rate_out // g, rate_in // g, axis=0).astype(np.float32, copy=False)
-    if length is not None and x.shape[0] != length:
-        if x.shape[0] > length:
-            x = x[:length]
-        else:
-            x = np.concatenate([x, np.zeros((length - x.shape[0],) + x.shape[1:], dtype=x.dtype)])
-    return x
+    x = np.asarray(x, dtype=np.float32)
+    squeeze = x.ndim == 1
+    x2 = x[:, None] if squeeze else x
+    if length is None:
+        length = converted_length(x2.shape[0], rate_in, rate_out)
+    y = StreamResampler(rate_in, rate_out, x2.shape[1], length).process(x2, last=True)
+    return y[:, 0] if squeeze else y

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import dsp
 from .errors import FastsepError, InputError, ModelError
 from .models.config import ModelConfig
-from .resample import resample
+from .resample import StreamResampler, converted_length, resample
 
 _MWF_CPU_ONLY = "mwf (multichannel Wiener filter) runs in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
 
@@ -57,25 +57,27 @@ class Separator:
     batch_segments: 512-frame segments per network call (default 1 on the CPU, where 2 is no faster and needs
     200 MB more; 4 on the GPU).
     mwf: Spleeter's multichannel Wiener filter (`--mwf`, norbert's one EM iteration) instead of ratio masks; CPU
-    pipeline only. It needs the whole song's network estimates before any output, so its memory grows with the song
-    (stems x 8 KB per STFT frame: about 1.4 MB per second of audio for 4 stems).
+    pipeline only. It needs sums over the whole song before any output: `stream` spills the network's estimates
+    (stems x 8 KB per STFT frame, about 0.35 MB per second of audio per stem) and the input to unnamed temporary
+    files in `spill_dir` (default: the system's temp folder) and reads them back, so its memory stays flat.
     overlap, full_band: beyond Spleeter (docs/spec.md §12), in the CPU and the GPU pipeline. overlap in [0, 0.9]:
     segments overlap by that fraction and are cross-faded, so no segment boundary remains (network time x
     1 / (1 - overlap); 0.25 is the measured choice, fastsep.quality_options.RECOMMENDED_OVERLAP). full_band: masks
     above the network's bins (11 kHz for 2stems) are the mean of each frame's masks instead of 0, so the stems sum to
-    the mix. Both off: Spleeter's exact output.
+    the mix. Both off: Spleeter's exact output. On the CPU they run on the whole song at once (memory as run()).
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
 
     def __init__(self, model: str | os.PathLike, config: str | None = None, backend: str = "auto",
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
-                 cuda_graphs: bool = False, mwf: bool = False, overlap: float = 0.0, full_band: bool = False):
+                 cuda_graphs: bool = False, mwf: bool = False, overlap: float = 0.0, full_band: bool = False,
+                 spill_dir: str | os.PathLike | None = None):
         from . import backends
         from .models.source import kind_of, resolve
         from .quality_options import Quality
 
-        quality = Quality(overlap, bool(full_band))
+        quality = self.quality = Quality(overlap, bool(full_band))
         chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
         if mwf and "cpu" not in chosen.devices:
             raise FastsepError(_MWF_CPU_ONLY)
@@ -97,7 +99,18 @@ class Separator:
         else:
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf, quality=quality)
+            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf,
+                                          spill_dir=spill_dir, quality=quality)
+
+    @property
+    def spill_dir(self):
+        """Folder of the Wiener filter's unnamed temporary files (None: the system's temp folder)."""
+        return getattr(self._pipeline, "spill_dir", None)
+
+    @spill_dir.setter
+    def spill_dir(self, folder) -> None:
+        if self._gpu is None:
+            self._pipeline.spill_dir = folder
 
     @property
     def device(self) -> str:
@@ -138,6 +151,63 @@ class Separator:
         for name, y in zip(self.config.instruments, stems):
             out[name] = resample(y, rate, sample_rate, n) if sample_rate != rate else y
         return out
+
+    def stream(self, blocks: Iterable, sample_rate: int = 44100, *, output_rate: int | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               window_segments: int = 16) -> Iterator[dict]:
+        """Separate one song given as consecutive blocks of audio, in bounded memory.
+
+        blocks: (n, channels) or (n,) arrays at `sample_rate` (any sizes, as for `run`) -> yields
+        {instrument: (m, 2) float32 block at `output_rate` (default: `sample_rate`)} as soon as samples are final;
+        all stems' blocks have the same length and add up to the input's length at the output rate. The result
+        equals `run` on the whole song (bit-exact on the CPU). Memory depends on the model and the block size,
+        never on the song's length. `progress(done, total)` counts segments (total 0 until the input ends).
+        With a GPU backend the song goes through the GPU pipeline in windows of `window_segments` segments
+        (each window recomputes two segments of its neighbours; with overlap or full band, one window)."""
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise InputError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        out_rate = sample_rate if output_rate is None else output_rate
+        if not isinstance(out_rate, (int, np.integer)) or out_rate <= 0:
+            raise InputError(f"output_rate must be a positive integer, got {output_rate!r}")
+        rate = self.config.sample_rate
+        names = self.config.instruments
+        to_model = StreamResampler(sample_rate, rate, 2)
+        to_output = [StreamResampler(rate, out_rate, 2) for _ in names]
+        received = 0
+
+        def model_blocks():
+            nonlocal received
+            for block in blocks:
+                x = np.asarray(block)
+                if x.shape[0] == 0:
+                    continue
+                x = dsp.to_stereo(_as_float_waveform(x))
+                received += x.shape[0]
+                y = to_model.process(x)
+                if y.shape[0]:
+                    yield y
+            if received == 0:
+                raise InputError("waveform is empty (zero samples)")
+            to_model.length = converted_length(received, sample_rate, rate)
+            for r in to_output:
+                r.length = converted_length(received, sample_rate, out_rate)
+            yield to_model.process(np.zeros((0, 2), np.float32), last=True)
+
+        if self._gpu is not None:
+            from .pipeline import stream_windows
+
+            if not self.quality.spleeter_exact:  # overlapped segments follow one schedule from the song's start
+                window_segments = 1 << 40
+            stems = stream_windows(self._gpu.separate, self.config, model_blocks(), window_segments)
+        else:
+            stems = self._pipeline.stream(model_blocks(), progress)
+        for parts in stems:
+            out = {name: r.process(y) for name, r, y in zip(names, to_output, parts)}
+            if next(iter(out.values())).shape[0]:
+                yield out
+        last = {name: r.process(np.zeros((0, 2), np.float32), last=True) for name, r in zip(names, to_output)}
+        if next(iter(last.values())).shape[0]:
+            yield last
 
     def _run_device(self, x, sample_rate) -> dict:
         if sample_rate != self.config.sample_rate:

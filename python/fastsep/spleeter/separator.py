@@ -53,6 +53,7 @@ class Separator:
                 with spleeter_errors():
                     result = separate_file(self._separator, os.fspath(audio_descriptor), paths, offset=offset,
                                            duration=duration, codec=codec_name(codec), bitrate=bitrate,
+                                           sample_rate=self._separator.config.sample_rate,  # as Spleeter writes
                                            overwrite=True)
                 for name, path in result.outputs.items():
                     warn_clipped(path, result.clipped[name], result.peaks[name])
