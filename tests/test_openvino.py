@@ -127,3 +127,19 @@ def test_missing_openvino_names_the_extra(tiny_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it is not installed
     with pytest.raises(MissingDependencyError, match=r"fastsep\[openvino\]"):
         OpenVINORunner(graph, weights=weights)
+
+
+def test_threads_sharing_one_runner_get_their_own_results(tiny_config):
+    """Files in flight (`fastsep separate --jobs N`) share one runner: calls from several threads must not collide
+    (an OpenVINO infer request runs one call at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = tiny_config()
+    graph, weights = build_model_in_memory(cfg, random_weights(cfg, seed=4))
+    runner = OpenVINORunner(graph, weights=weights)
+    inputs = [np.random.default_rng(k).random((1, 2, cfg.T, cfg.F), dtype=np.float32) * 5 for k in range(12)]
+    want = [runner.run(x) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(runner.run, inputs))
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)

@@ -12,6 +12,8 @@ hand their tensors to each other without copies. Measurements: benchmarks/cpu_ba
 
 from __future__ import annotations
 
+import threading
+
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +62,13 @@ class OpenVINORunner:
         self._ov = ov
         # Each compiled part holds its own (reordered) copy of the weights: the shared arrays may go.
         self._requests = [_compile(core, network, p, threads).create_infer_request() for network, p in parts]
+        self._lock = threading.Lock()  # an infer request runs one call at a time; files in flight share the runner
 
     def run(self, magnitudes: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._run(magnitudes)
+
+    def _run(self, magnitudes: np.ndarray) -> np.ndarray:
         tensors = {INPUT: self._ov.Tensor(np.ascontiguousarray(magnitudes, dtype=np.float32), shared_memory=True)}
         for request in self._requests:
             for port in request.model_inputs:
