@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import FastsepError, MissingDependencyError, UsageError
-from .outputs import DEFAULT_FORMAT, MAX_SECONDS, check_duration, check_format, output_paths, resolved_folder
+from .outputs import DEFAULT_FORMAT, check_encoding, output_paths, resolved_folder
 
 REPORT_NAME = "_fastsep_report.parquet"
 MARKER_FOLDER = ".fastsep-markers"
@@ -52,20 +52,7 @@ class Options:
     duration: Optional[float] = None
 
     def check(self) -> None:
-        from . import audio
-
-        if self.codec not in audio.CODECS:
-            raise UsageError(f"unknown codec {self.codec!r}: choose one of {', '.join(audio.CODECS)}")
-        if self.pcm not in audio.PCM_FORMATS:
-            raise UsageError(f"unknown --pcm {self.pcm!r}: choose one of {', '.join(audio.PCM_FORMATS)}")
-        try:
-            audio.parse_bitrate(self.bitrate)
-        except FastsepError as e:
-            raise UsageError(str(e)) from None
-        if not 0 <= self.offset <= MAX_SECONDS:
-            raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {self.offset:g})")
-        check_duration(self.duration)
-        check_format(self.filename_format)
+        check_encoding(self.codec, self.bitrate, self.pcm, self.offset, self.duration, self.filename_format)
 
 
 @dataclasses.dataclass(frozen=True)

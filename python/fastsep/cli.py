@@ -21,7 +21,7 @@ from typing import Optional
 from . import __version__
 from .console import Console, bar, download_progress, fmt_seconds, load_separator
 from .errors import FastsepError, MissingDependencyError, UsageError
-from .outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_duration, check_format, check_writable, missing_folders,
+from .outputs import (DEFAULT_FORMAT, check_encoding, check_writable, missing_folders,
                       plan_outputs, precheck_output, remove_empty)
 from .quality_options import RECOMMENDED_OVERLAP, check_overlap
 
@@ -275,26 +275,17 @@ class SeparateRun:
 
     # -- steps
     def check_options(self) -> None:
-        from . import audio, backends
+        from . import backends
 
         args = self.args
         if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
             raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
-        if self.codec not in audio.CODECS:
-            raise UsageError(f"unknown codec {args.codec!r}: choose one of {', '.join(audio.CODECS)}")
-        try:
-            audio.parse_bitrate(args.bitrate)
-        except FastsepError as e:
-            raise UsageError(str(e)) from None
-        if not 0 <= args.offset <= MAX_SECONDS:  # also refuses nan and inf
-            raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {args.offset:g})")
-        check_duration(args.duration)
+        check_encoding(self.codec, args.bitrate, args.pcm, args.offset, args.duration, args.filename_format)
         check_overlap(args.overlap)
         if args.sample_rate is not None and not 1000 <= args.sample_rate <= 768000:
             raise UsageError(f"--sample-rate must be from 1000 to 768000 Hz (got {args.sample_rate})")
         if args.jobs is not None and not 1 <= args.jobs <= 64:
             raise UsageError(f"--jobs must be from 1 to 64 (got {args.jobs})")
-        check_format(args.filename_format)
         precheck_output(self.out_dir)
 
     def plan(self) -> None:

@@ -187,3 +187,22 @@ def remove_empty(folders) -> None:
             folder.rmdir()  # only ever removes an empty folder
         except OSError:
             pass
+
+
+def check_encoding(codec: str, bitrate, pcm: str, offset: float, duration: float | None, fmt: str) -> None:
+    """The options every file-writing command shares (-c, -b, --pcm, -s, -d, -f), checked before any work."""
+    from . import audio
+    from .errors import FastsepError
+
+    if codec not in audio.CODECS:
+        raise UsageError(f"unknown codec {codec!r}: choose one of {', '.join(audio.CODECS)}")
+    if pcm not in audio.PCM_FORMATS:
+        raise UsageError(f"unknown --pcm {pcm!r}: choose one of {', '.join(audio.PCM_FORMATS)}")
+    try:
+        audio.parse_bitrate(bitrate)
+    except FastsepError as e:
+        raise UsageError(str(e)) from None
+    if not 0 <= offset <= MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError(f"-s/--offset must be >= 0 and at most {MAX_SECONDS:g} s (got {offset:g})")
+    check_duration(duration)
+    check_format(fmt)
