@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import random_weights
-from fastsep import FastsepError, ModelError, backends
+from fastsep import FastsepError, MissingDependencyError, ModelError, backends
 from fastsep.models import config as configs
 from fastsep.models.onnx_export import export_onnx
 from fastsep.models.source import KINDS, ModelSource, kind_of, resolve
@@ -105,6 +105,13 @@ def test_registry_declares_every_backend():
         assert ":" in b.factory and b.extra
     rows = {r["name"]: r for r in backends.describe()}
     assert rows["onnxruntime"]["installed"] and rows.keys() == backends.REGISTRY.keys()
+    try:  # "installed" agrees with what the backends import
+        from fastsep.engine_build import import_tensorrt
+
+        import_tensorrt()
+        assert rows["tensorrt"]["installed"]
+    except MissingDependencyError:
+        assert not rows["tensorrt"]["installed"]
     with pytest.raises(ValueError, match="twice"):
         backends.register(backends.REGISTRY["onnxruntime"])
 

@@ -81,7 +81,8 @@ register(Backend(
     factory="torch_unet:create", accepts=("stock", "checkpoint", "safetensors")))
 register(Backend(
     "tensorrt", "a TensorRT / TensorRT-RTX engine inside the CUDA pipeline (built and cached on first use)",
-    devices=("cuda",), precisions=("fp16", "fp32"), needs=("tensorrt", "tensorrt_rtx"), extra="trt",
+    devices=("cuda",), precisions=("fp16", "fp32"), extra="trt",
+    needs=("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings"),  # the names engine_build.import_tensorrt tries
     factory="tensorrt:create", accepts=("stock", "checkpoint", "safetensors", "onnx", "engine")))
 
 
