@@ -298,3 +298,20 @@ def test_stem_writer_commits_whole_files_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac"]
     with pytest.raises(audio.OutputExistsError):
         audio.StemWriter(tmp_path / "a.flac", SR, 2, overwrite=False)
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_integer_conversion_equals_the_float64_reference(bits):
+    """The float32 fast path of the PCM conversion (stems are float32) gives exactly what float64 rounding gives:
+    ties to even, full scale, clipping and its count."""
+    rng = np.random.default_rng(bits)
+    x = (1.3 * rng.standard_normal((200_000, 2))).astype(np.float32)
+    x[:64] = np.float32(1) - np.float32(2.0 ** -24) * np.arange(128).reshape(64, 2)  # just below full scale
+    ties = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (64, 2)).astype(np.float64) + 0.5
+    x[64:128] = (ties / (1 << (bits - 1))).astype(np.float32)  # exactly halfway between two codes
+    scale = float(1 << (bits - 1))
+    y = np.clip(np.rint(x.astype(np.float64) * scale), -scale, scale - 1)
+    want = y.astype(np.int16) if bits == 16 else y.astype(np.int32) << (32 - bits)
+    got, clipped = audio._to_int(x, bits)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert clipped == int(np.count_nonzero(np.abs(np.rint(x.astype(np.float64) * scale) + 0.5) > scale))

@@ -541,9 +541,12 @@ class SaveReport:
 def _to_int(x: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """float (n, ch) in [-1, 1) -> int16/int32 (24-bit values left-aligned in int32 as FFmpeg's s32); clip count."""
     scale = float(1 << (bits - 1))
-    y = np.rint(x.astype(np.float64) * scale)
+    # In float32 when the input is float32: scaling by a power of two and rounding to an integer below 2**24 are
+    # exact there, so the result equals float64's at a quarter of the memory traffic (the stems' encode cost).
+    y = np.multiply(x, np.float32(scale) if x.dtype == np.float32 else scale)
+    np.rint(y, out=y)
     lo, hi = -scale, scale - 1
-    clipped = int(np.count_nonzero((y < lo) | (y > hi)))
+    clipped = int(np.count_nonzero(y < lo)) + int(np.count_nonzero(y > hi))
     np.clip(y, lo, hi, out=y)
     if bits == 16:
         return y.astype(np.int16), clipped
