@@ -72,7 +72,7 @@ def machine() -> str:
 def throughput(a) -> None:
     folder = pathlib.Path(tempfile.mkdtemp(prefix="fastsep-bench-"))
     files = [write_mp3(folder / f"song{i}.mp3", a.seconds, i) for i in range(a.files)]
-    sep = Separator(a.model)
+    sep = Separator(a.model, backend=a.backend)
     decoded = [audio.load(f, sample_rate=None) for f in files]
     seconds = sum(x.shape[0] / r for x, r in decoded)
     sep.run(*decoded[0])  # warm-up
@@ -167,6 +167,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("throughput", "decode", "mwf", "memory"))
     p.add_argument("--model", default="2stems")
+    p.add_argument("--backend", default="auto", help="throughput: the network backend (default: auto)")
     p.add_argument("--files", type=int, default=8)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--rounds", type=int, default=2)
