@@ -26,6 +26,7 @@ import numpy as np
 
 from . import resample as _resample
 from .errors import FastsepError, InputError, MissingDependencyError
+from .models.files import fsync_dir, fsync_file, glob_escape, pid_alive
 from .resample import StreamResampler
 
 #: Output codecs: name -> (container format, encoder, extension).
@@ -670,9 +671,9 @@ class StemWriter:
                     self._out.mux(packet)
                 self._out.close()
                 self._out = None
-                _fsync(self._tmp)
+                fsync_file(self._tmp)
                 _commit(self._tmp, self.path, self.overwrite)
-                _fsync(self.path.parent)  # the rename itself survives a power cut
+                fsync_dir(self.path.parent)  # the rename itself survives a power cut
         finally:
             self.abort()
         return self.report
@@ -760,36 +761,13 @@ def _remove_stale_temps(path: pathlib.Path, legacy_age_s: float = 60.0) -> None:
         pid = tag.group(1)
         try:
             if pid is not None:
-                stale = int(pid) != os.getpid() and not _pid_alive(int(pid))
+                stale = int(pid) != os.getpid() and not pid_alive(int(pid))
             else:
                 stale = time.time() - p.stat().st_mtime > legacy_age_s
             if stale:
                 p.unlink()
         except OSError:
             pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # another user's process (or a pid we cannot test): keep its file
-    return True
-
-
-def _fsync(path) -> None:
-    """Flush a file's (or a folder's entries') data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _read_umask() -> int:

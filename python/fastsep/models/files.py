@@ -54,12 +54,14 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` may still be writing (a temp file named after it is kept): another user's process, or a
+    pid that cannot be tested, counts as alive."""
     try:
         os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
+    except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except (PermissionError, OverflowError, ValueError):
         return True
     return True
 
@@ -70,14 +72,15 @@ def _remove_orphans(path: Path) -> None:
         return
     now = time.time()
     prefix = f".{path.name}."
-    for p in path.parent.glob(f"{_glob_escape(prefix)}*.tmp"):
+    for p in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
         pid = p.name[len(prefix):].split(".", 1)[0]
         with suppress(OSError):
-            if pid.isdigit() and not _pid_alive(int(pid)) and now - p.lstat().st_mtime > ORPHAN_AGE_S:
+            if pid.isdigit() and not pid_alive(int(pid)) and now - p.lstat().st_mtime > ORPHAN_AGE_S:
                 p.unlink()
 
 
-def _glob_escape(name: str) -> str:
+def glob_escape(name: str) -> str:
+    """`name` as a glob pattern that matches only itself."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
