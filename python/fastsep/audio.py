@@ -26,7 +26,7 @@ import numpy as np
 
 from . import resample as _resample
 from .errors import FastsepError, InputError, MissingDependencyError
-from .models.files import fsync_dir, fsync_file, glob_escape, pid_alive
+from .models.files import UMASK, fsync_dir, fsync_file, glob_escape, pid_alive
 from .resample import StreamResampler
 
 #: Output codecs: name -> (container format, encoder, extension).
@@ -725,7 +725,7 @@ def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = N
 
 def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
     """Move the finished temporary file into place (never replacing an existing file unless ``overwrite``)."""
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~UMASK)
     if overwrite:
         os.replace(tmp, path)
         return
@@ -768,15 +768,6 @@ def _remove_stale_temps(path: pathlib.Path, legacy_age_s: float = 60.0) -> None:
                 p.unlink()
         except OSError:
             pass
-
-
-def _read_umask() -> int:
-    m = os.umask(0o022)
-    os.umask(m)
-    return m
-
-
-_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
 
 
 def silence_ffmpeg_logs() -> None:

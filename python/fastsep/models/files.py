@@ -26,7 +26,7 @@ def _read_umask() -> int:
 
 
 # Read once at import: setting it to read it is not thread-safe.
-_UMASK = _read_umask()
+UMASK = _read_umask()
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -97,7 +97,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp and some writers (safetensors) create 0600 files
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp and some writers (safetensors) create 0600 files
         fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
