@@ -66,6 +66,20 @@ def test_overlap_zero_is_spleeter_exact_bit_for_bit(tiny, mwf, batch):
         assert np.array_equal(w, g)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_full_band_alone_streams_and_equals_the_quality_path(tiny, batch):
+    """Full band without overlap is Spleeter's "average" mask extension, run by the streaming pipeline (flat
+    memory): blocks of any size give exactly what fastsep.quality's whole-song path gives."""
+    _, sep = tiny
+    x = music(300_000)
+    quality = Quality(0.0, True)
+    want = separate(x, sep.config, sep._runner, quality, batch)
+    pipeline = HostPipeline(sep.config, sep._runner, batch, quality=quality)
+    got = [np.concatenate(parts) for parts in zip(*pipeline.stream(np.array_split(x, 7)))]
+    for w, g in zip(want, got):
+        assert np.array_equal(w, g)
+
+
 @pytest.mark.parametrize("shape", ["cosine", "linear"])
 @pytest.mark.parametrize("overlap", [0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9])
 @pytest.mark.parametrize("n_frames", [10, 64, 65, 300, 1000])

@@ -7,6 +7,7 @@ to the next batch. Memory depends on batch_segments, never on the song's length.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from typing import Callable, Iterable, Iterator, Protocol
@@ -163,13 +164,16 @@ class HostPipeline:
         """(n, 2) float32 blocks at the model's rate -> per batch, one (m, 2) block of finished samples per stem.
 
         The stems' blocks add up to the input's length. `total` (segments, when known) is passed to `progress`."""
-        if not self.quality.spleeter_exact:
+        q = self.quality
+        # Full band alone, with ratio masks, is Spleeter's own "average" mask extension: it streams like the rest.
+        full_band_only = q.full_band and q.overlap == 0 and q.extension == "average" and not self.mwf
+        if not q.spleeter_exact and not full_band_only:
             yield self._beyond_spleeter(blocks, progress)
             return
         if self.mwf:
             yield from self._stream_mwf(blocks, progress, total)
             return
-        cfg = self.cfg
+        cfg = dataclasses.replace(self.cfg, mask_extension="average") if full_band_only else self.cfg
         source = _Input(cfg)
         ola = _OverlapAdd(cfg)
         masked = None
@@ -187,8 +191,8 @@ class HostPipeline:
                 progress(s0 + nseg, max(total, s0 + nseg) if source.length is None else _segments(cfg, source))
 
     def _beyond_spleeter(self, blocks, progress) -> list[np.ndarray]:
-        """Overlapping segments or full-band masks (fastsep.quality), on the whole song at once: their memory grows
-        with the song as run()'s does (streaming them is not done yet)."""
+        """Overlapping segments (or full band with the Wiener filter; fastsep.quality), on the whole song at once:
+        their memory grows with the song as run()'s does (streaming them is not done yet)."""
         from .quality import separate
 
         x = np.concatenate([np.asarray(b, np.float32) for b in blocks])

@@ -64,7 +64,8 @@ class Separator:
     segments overlap by that fraction and are cross-faded, so no segment boundary remains (network time x
     1 / (1 - overlap); 0.25 is the measured choice, fastsep.quality_options.RECOMMENDED_OVERLAP). full_band: masks
     above the network's bins (11 kHz for 2stems) are the mean of each frame's masks instead of 0, so the stems sum to
-    the mix. Both off: Spleeter's exact output. On the CPU they run on the whole song at once (memory as run()).
+    the mix. Both off: Spleeter's exact output. On the CPU, overlap (and full band with mwf) runs on the whole song at
+    once (memory as run()); full band alone streams.
 
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
