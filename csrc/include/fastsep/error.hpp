@@ -18,6 +18,25 @@ public:
     explicit InvalidArgument(const std::string& what) : Error(what) {}
 };
 
+// Audio that cannot be separated as it is: NaN or Inf samples, or values whose spectrum or network output
+// overflows float32.
+class InputError : public Error {
+public:
+    explicit InputError(const std::string& what) : Error(what) {}
+};
+
+// A call out of order: push after finish, pull past what is available.
+class StateError : public Error {
+public:
+    explicit StateError(const std::string& what) : Error(what) {}
+};
+
+// A model that cannot be read or compiled, or whose inputs and outputs do not fit its configuration.
+class ModelError : public Error {
+public:
+    explicit ModelError(const std::string& what) : Error(what) {}
+};
+
 // A failed CUDA runtime call, kernel launch or cuFFT call: carries the call, file and line.
 class CudaError : public Error {
 public:
