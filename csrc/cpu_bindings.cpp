@@ -152,6 +152,7 @@ PYBIND11_MODULE(_cpu, m) {
         .def_property_readonly("available", &cpu::Pipeline::available)
         .def_property_readonly("received", &cpu::Pipeline::received)
         .def_property_readonly("finished", &cpu::Pipeline::finished)
+        .def_property_readonly("segments_done", &cpu::Pipeline::segments_done)
         .def("segments_for", [](const cpu::Pipeline& p, int64_t samples) { return p.schedule().segments_for(samples); })
         .def("reset", [](cpu::Pipeline& p) {
             py::gil_scoped_release nogil;

@@ -56,28 +56,34 @@ class ConstantNetwork:
 
 @pytest.mark.parametrize("mwf", [False, True])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_overlap_zero_is_spleeter_exact_bit_for_bit(tiny, mwf, batch):
-    """The overlap machinery with overlap 0 reproduces the Spleeter-exact pipeline to the last bit."""
+def test_overlap_zero_is_spleeter_exact(tiny, mwf, batch):
+    """The NumPy overlap machinery with overlap 0 reproduces the Spleeter-exact pipeline: to the last bit with the
+    Wiener filter (both NumPy), within float rounding against the C++ pipeline (magnitudes rounded once there)."""
     _, sep = tiny
     x = music(300_000)  # 297 frames: 5 segments of 64, the last one partly padding
     want = HostPipeline(sep.config, sep._runner, batch, mwf=mwf).separate(x)
     got = separate(x, sep.config, sep._runner, Quality(0.0), batch, mwf=mwf)
     for w, g in zip(want, got):
-        assert np.array_equal(w, g)
+        if mwf:
+            assert np.array_equal(w, g)
+        else:
+            assert snr_db(w, g) > 120
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_full_band_alone_streams_and_equals_the_quality_path(tiny, batch):
-    """Full band without overlap is Spleeter's "average" mask extension, run by the streaming pipeline (flat
-    memory): blocks of any size give exactly what fastsep.quality's whole-song path gives."""
+    """Full band without overlap is Spleeter's "average" mask extension, run by the streaming C++ pipeline (flat
+    memory): blocks of any size give what fastsep.quality's NumPy whole-song path gives, within float rounding,
+    and exactly what the C++ pipeline gives on the whole song."""
     _, sep = tiny
     x = music(300_000)
     quality = Quality(0.0, True)
     want = separate(x, sep.config, sep._runner, quality, batch)
     pipeline = HostPipeline(sep.config, sep._runner, batch, quality=quality)
     got = [np.concatenate(parts) for parts in zip(*pipeline.stream(np.array_split(x, 7)))]
-    for w, g in zip(want, got):
-        assert np.array_equal(w, g)
+    for w, g, whole in zip(want, got, pipeline.separate(x)):
+        assert snr_db(w, g) > 120
+        assert np.array_equal(g, whole)
 
 
 @pytest.mark.parametrize("shape", ["cosine", "linear"])

@@ -1,21 +1,30 @@
-"""The host pipeline: NumPy DSP around any network runner, streaming a bounded batch of segments at a time.
+"""The host (CPU) pipeline, streaming a bounded batch of segments at a time.
 
-Audio goes in as blocks of any size and comes out as blocks of finished samples (docs/spec.md §5): a batch of
-segments runs as soon as the input covers its frames, and the overlap-add tail (N - H samples per stem) is carried
-to the next batch. Memory depends on batch_segments, never on the song's length.
+The five steps run in C++ (fastsep._cpu, docs/architecture.md §4.7): STFT, network, masks, inverse STFT and
+overlap-add in one chunk loop, with the DSP of neighbouring chunks beside the network and the GIL released for the
+whole song. The network is OpenVINO's C++ runtime where the backend provides it, else the runner called back per
+chunk. Audio goes in as blocks of any size and comes out as blocks of finished samples (docs/spec.md §5); memory
+depends on batch_segments, never on the song's length.
+
+The multichannel Wiener filter (and the measured alternatives of fastsep.quality) still run on the NumPy DSP
+(dsp.py) below, in two passes over the song.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
+import threading
 from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from . import dsp
+from .errors import FastsepError, InputError, ModelError
 from .models.config import ModelConfig
+from .quality import segment_hop
 from .quality_options import Quality
 
 Progress = Callable[[int, int], None]  # (segments done, segments in all; 0 while unknown)
@@ -134,20 +143,98 @@ class _Spill:
         self.estimates.close()
 
 
+def native_module():
+    """fastsep._cpu, the compiled CPU pipeline."""
+    from . import _cpu
+
+    return _cpu
+
+
+def native_errors(error: Exception) -> Exception:
+    """fastsep._cpu's exception as a FastsepError (anything else unchanged)."""
+    cpu = native_module()
+    if isinstance(error, cpu.InputError):
+        return InputError(str(error))
+    if isinstance(error, cpu.ModelError):
+        return ModelError(str(error))
+    if isinstance(error, (cpu.StateError, cpu.InvalidArgument, cpu.NativeError)):
+        return FastsepError(str(error))
+    return error
+
+
+def native_network(runner: Runner, cfg: ModelConfig, batch: int):
+    """The runner's network for fastsep._cpu: its own native one (OpenVINO, compiled for this batch), else the
+    runner called back."""
+    network = getattr(runner, "native", None)
+    if network is not None and getattr(runner, "batch", None) == batch:
+        return network
+
+    def run(magnitudes: np.ndarray, estimates: np.ndarray) -> None:
+        estimates[...] = runner.run(magnitudes)
+
+    return native_module().CallbackNetwork(run, cfg.n_stems, cfg.T, cfg.F)
+
+
 class HostPipeline:
-    """Steps 1, 3, 4, 5 of docs/spec.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
+    """The five steps of docs/spec.md on the CPU; step 2 by `runner`. Memory is flat in the song's length."""
 
     def __init__(self, cfg: ModelConfig, runner: Runner, batch_segments: int = 1, mwf: bool = False,
-                 spill_dir: str | os.PathLike | None = None, quality: Quality | None = None):
+                 spill_dir: str | os.PathLike | None = None, quality: Quality | None = None,
+                 threads: int | None = None):
         self.cfg = cfg
         self.runner = runner
         self.batch_segments = max(1, int(batch_segments))
         self.mwf = mwf
         self.spill_dir = spill_dir  # the Wiener filter's temporary files (default: the system's temp folder)
-        self.quality = quality or Quality()  # overlap / full band (docs/spec.md §12); default Spleeter-exact
+        self.quality = quality = quality or Quality()  # overlap / full band (docs/spec.md §12); default Spleeter-exact
+        self.native = None  # makes a fastsep._cpu.Pipeline: one per song in flight, sharing the network
+        if not mwf and quality.native:
+            extension = "average" if quality.full_band else cfg.mask_extension
+            hop = segment_hop(cfg.T, quality.overlap) if quality.overlap else 0
+            network = native_network(runner, cfg, self.batch_segments)
+
+            def native():
+                return native_module().Pipeline(
+                    network, n_stems=cfg.n_stems, F=cfg.F, T=cfg.T, frame_length=cfg.frame_length,
+                    frame_step=cfg.frame_step, separation_exponent=cfg.separation_exponent, mask_extension=extension,
+                    segment_hop=hop, batch=self.batch_segments, threads=threads or 0)
+
+            self.native = native
+            self._idle = [self._make(native)]  # made now: a bad configuration fails at load time
+            self._idle_lock = threading.Lock()
+
+    @staticmethod
+    def _make(native):
+        try:
+            return native()
+        except Exception as e:
+            raise native_errors(e) from None
+
+    @contextlib.contextmanager
+    def _native_pipeline(self):
+        """An idle native pipeline for one song (files in flight each get their own)."""
+        with self._idle_lock:
+            p = self._idle.pop() if self._idle else None
+        if p is None:
+            p = self._make(self.native)
+        try:
+            yield p
+        except Exception as e:
+            raise native_errors(e) from None
+        finally:
+            p.reset()
+            with self._idle_lock:
+                self._idle.append(p)
 
     def separate(self, x: np.ndarray, progress: Progress | None = None) -> list[np.ndarray]:
         """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
+        if self.native is not None:
+            with self._native_pipeline() as p:
+                stems = p.separate(x)
+                total = p.segments_for(x.shape[0])
+            if progress is not None:
+                progress(total, total)
+            return list(stems)
         L = x.shape[0]
         out = [np.empty((L, 2), dtype=np.float32) for _ in range(self.cfg.n_stems)]
         at = 0
@@ -164,6 +251,9 @@ class HostPipeline:
         """(n, 2) float32 blocks at the model's rate -> per batch, one (m, 2) block of finished samples per stem.
 
         The stems' blocks add up to the input's length. `total` (segments, when known) is passed to `progress`."""
+        if self.native is not None:
+            yield from self._stream_native(blocks, progress, total)
+            return
         q = self.quality
         # Full band alone, with ratio masks, is Spleeter's own "average" mask extension: it streams like the rest.
         full_band_only = q.full_band and q.overlap == 0 and q.extension == "average" and not self.mwf
@@ -189,6 +279,22 @@ class HostPipeline:
             yield ola.add(stems, s0, nseg, source.length)
             if progress is not None:
                 progress(s0 + nseg, max(total, s0 + nseg) if source.length is None else _segments(cfg, source))
+
+    def _stream_native(self, blocks, progress, total) -> Iterator[list[np.ndarray]]:
+        with self._native_pipeline() as p:
+            for x in blocks:
+                x = np.asarray(x, dtype=np.float32)
+                if x.ndim != 2 or x.shape[1] != 2:
+                    raise ValueError(f"blocks must be (n, 2) float32, got shape {x.shape}")
+                p.push(x)
+                if p.available:
+                    yield list(p.pull())
+                    if progress is not None:
+                        progress(p.segments_done, max(total, p.segments_done))
+            p.finish()
+            yield list(p.pull())
+            if progress is not None:
+                progress(p.segments_done, p.segments_done)
 
     def _beyond_spleeter(self, blocks, progress) -> list[np.ndarray]:
         """Overlapping segments (or full band with the Wiener filter; fastsep.quality), on the whole song at once:

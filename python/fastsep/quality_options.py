@@ -35,6 +35,12 @@ class Quality:
                              f"extension {self.extension!r}")
 
     @property
+    def native(self) -> bool:
+        """The C++ pipeline runs it: the measured best fade, blend and extension (the others are the NumPy
+        pipeline's, for benchmarks/quality.py)."""
+        return (self.fade, self.blend, self.extension) == ("cosine", "estimates", "average")
+
+    @property
     def spleeter_exact(self) -> bool:
         return self.overlap == 0 and not self.full_band
 

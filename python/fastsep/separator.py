@@ -101,7 +101,7 @@ class Separator:
             from .pipeline import HostPipeline
 
             self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf,
-                                          spill_dir=spill_dir, quality=quality)
+                                          spill_dir=spill_dir, quality=quality, threads=threads)
 
     @property
     def spill_dir(self):

@@ -52,8 +52,9 @@ std::shared_ptr<ov::Model> OpenVinoNetwork::read_with_weights(const std::string&
             for (const auto& p : model->get_parameters())
                 if (p->get_friendly_name() == w.name) param = p;
             if (!param) throw ModelError("the network has no weight input named " + w.name);
-            ov::Tensor data(ov::element::f32, ov::Shape(w.shape), const_cast<float*>(w.data));
-            auto constant = std::make_shared<ov::op::v0::Constant>(data);  // shares the memory
+            // a copy: the compiled network may keep referring to a constant's memory (biases, norms)
+            auto constant = std::make_shared<ov::op::v0::Constant>(ov::element::f32, ov::Shape(w.shape),
+                                                                   static_cast<const void*>(w.data));
             param->output(0).replace(constant->output(0));
             model->remove_parameter(param);
         }

@@ -391,7 +391,7 @@ void Pipeline::synthesize_row(const Slot& slot, int s, int ch, int64_t length) {
     thread_local std::vector<const float*> rows;
     acc.assign(size_t(count) * H_ + tail_len, 0.0f);
     total.resize(F);
-    frames.resize(size_t(kFrameBlock) * N_);
+    frames.resize(size_t(count) * N_);
     masked.resize(size_t(kFrameBlock) * K_);
     rows.resize(S_);
     auto estimate_row = [&](int j, int64_t fl) -> const float* {
@@ -424,12 +424,20 @@ void Pipeline::synthesize_row(const Slot& slot, int s, int ch, int64_t length) {
             const float mean = average ? static_cast<float>(sum / F) : 0.0f;
             for (int f = F; f < K_; ++f) out[f] = cfloat(x[f].real() * mean, x[f].imag() * mean);
         }
-        // 4. inverse FFT, synthesis window (with 2/3), overlap-add
-        irfft_rows(N_, nb, masked.data(), K_, frames.data(), N_, inv_n);
-        for (int64_t k = 0; k < nb; ++k) {
-            const float* r = frames.data() + k * N_;
-            float* a = acc.data() + (b0 + k) * H_;
-            for (int n = 0; n < N_; ++n) a[n] += r[n] * synthesis_window_[n];
+        // 4. inverse FFT; the synthesis window (with 2/3) below
+        irfft_rows(N_, nb, masked.data(), K_, frames.data() + b0 * N_, N_, inv_n);
+    }
+    // overlap-add in dsp.inverse_frames' order (each block of H samples sums the newest frame first), so that the
+    // result is the NumPy reference's to the last bit where the FFTs agree
+    const int hops = N_ / H_;
+    for (int64_t b = 0; b < count + hops - 1; ++b) {
+        float* a = acc.data() + b * H_;
+        for (int j = 0; j < hops; ++j) {
+            const int64_t fl = b - j;
+            if (fl < 0 || fl >= count) continue;
+            const float* r = frames.data() + fl * N_ + int64_t(j) * H_;
+            const float* w = synthesis_window_.data() + int64_t(j) * H_;
+            for (int n = 0; n < H_; ++n) a[n] += r[n] * w[n];
         }
     }
     if (!finite) throw InputError("non-finite estimates");

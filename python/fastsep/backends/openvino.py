@@ -218,8 +218,51 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+class NativeOpenVINO:
+    """The network for fastsep._cpu: OpenVINO's C++ runtime on the exported graph, compiled for the pipeline's
+    static shapes (batch, 2, T, F). The pipeline calls it with no Python in between (`native`); `run` serves the
+    NumPy pipeline (the Wiener filter)."""
+
+    name = "openvino"
+
+    def __init__(self, network, weights, cfg, precision: str = "fp32", threads: int | None = None, batch: int = 1):
+        from ..pipeline import native_errors, native_module
+
+        cpu = native_module()
+        if precision not in PRECISIONS:
+            raise FastsepError(f"the OpenVINO backend runs fp32 or bf16, not {precision!r}")
+        self.precision = precision
+        self.n_stems, self.batch = cfg.n_stems, batch
+        args = (cfg.n_stems, cfg.T, cfg.F, batch, precision, int(threads or 0))
+        try:
+            if isinstance(network, str):
+                self.native = cpu.OpenVinoNetwork.from_file(network, *args)
+            else:
+                self.native = cpu.OpenVinoNetwork.from_graph(_weights_as_inputs(network, weights), weights, *args)
+        except Exception as e:
+            error = native_errors(e)
+            if isinstance(e, cpu.InvalidArgument) and "bf16" in str(e):
+                error = FastsepError(str(e))
+            raise error from None
+        self._lock = threading.Lock()
+
+    def run(self, magnitudes: np.ndarray) -> np.ndarray:
+        """magnitudes (b, 2, T, F) -> estimates (b, stems, 2, T, F), `batch` segments per call (compiled so)."""
+        b, B = magnitudes.shape[0], self.batch
+        padded = np.zeros((-(-b // B) * B,) + magnitudes.shape[1:], np.float32)
+        padded[:b] = magnitudes
+        with self._lock:
+            out = [self.native.run(padded[i:i + B], self.n_stems) for i in range(0, len(padded), B)]
+        return np.concatenate(out)[:b]
+
+
 def create(source, options):
-    """The registry's factory (backends/__init__.py): a host runner on the model's fp32 ONNX graph, compiled by
-    OpenVINO for the precision asked (bf16 only where the CPU has it natively)."""
+    """The registry's factory (backends/__init__.py): OpenVINO's C++ runtime on the model's fp32 ONNX graph inside
+    the C++ pipeline, compiled for the precision asked (bf16 only where the CPU has it natively)."""
     network, weights = source.onnx_network()
-    return OpenVINORunner(network, options.threads, weights, precision=options.precision), None
+    from ..pipeline import native_module
+
+    if not native_module().openvino:  # fastsep was built without OpenVINO's C++ runtime
+        return OpenVINORunner(network, options.threads, weights, precision=options.precision), None
+    return NativeOpenVINO(network, weights, source.config, options.precision, options.threads,
+                          options.batch_segments or 1), None

@@ -20,7 +20,7 @@ namespace cpu {
 struct NamedWeight {
     std::string name;
     std::vector<size_t> shape;
-    const float* data;  // must outlive the construction of the OpenVinoNetwork (compiling copies it)
+    const float* data;  // copied by read_with_weights
 };
 
 class OpenVinoNetwork : public Network {
@@ -32,8 +32,7 @@ public:
 
     // an ONNX file exported by fastsep
     static std::shared_ptr<ov::Model> read_file(const std::string& path);
-    // a serialized ONNX graph whose graph inputs named in `weights` are the weights: they become constants that
-    // share the given memory
+    // a serialized ONNX graph whose graph inputs named in `weights` are the weights: they become constants (copies)
     static std::shared_ptr<ov::Model> read_with_weights(const std::string& onnx, const std::vector<NamedWeight>& weights);
     // a metadata entry of the ONNX file (fastsep_config, fastsep_precision), "" if absent
     static std::string metadata(const ov::Model& model, const std::string& key);

@@ -69,6 +69,7 @@ public:
     void separate(const float* x, int64_t samples, float* out);
 
     int64_t received() const noexcept { return received_; }
+    int64_t segments_done() const noexcept { return next_segment_; }
     bool finished() const noexcept { return finished_; }
 
 private:

@@ -33,7 +33,7 @@ private:
     void work();
     void run_items();
 
-    std::vector<std::thread> workers_;
+    std::vector<std::thread> workers_;  // started in the constructor's body, after every member below
     std::mutex call_mutex_;  // one parallel_for at a time
     std::mutex mutex_;
     std::condition_variable wake_, done_;
@@ -58,11 +58,11 @@ public:
 private:
     void work();
 
-    std::thread thread_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::packaged_task<void()>> jobs_;
     bool stop_ = false;
+    std::thread thread_;  // last: started once everything it uses exists
 };
 
 }  // namespace cpu
