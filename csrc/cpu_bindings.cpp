@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fastsep/cpu/fft.hpp"
 #include "fastsep/cpu/pipeline.hpp"
 #include "fastsep/error.hpp"
 #include "fastsep/sizes.hpp"
@@ -67,6 +68,30 @@ PYBIND11_MODULE(_cpu, m) {
     py::register_local_exception<fastsep::InputError>(m, "InputError", native_error.ptr());
     py::register_local_exception<fastsep::StateError>(m, "StateError", native_error.ptr());
     py::register_local_exception<fastsep::ModelError>(m, "ModelError", native_error.ptr());
+
+    // the FFTs alone (tests against numpy.fft, benchmarks/fft_choice.py)
+    m.def("rfft_rows", [](const py::array& x) {
+        f32_array a = f32_array::ensure(x);
+        if (!a || a.ndim() != 2) throw fastsep::InvalidArgument("rfft_rows takes (rows, N) float32");
+        const int64_t rows = a.shape(0), N = a.shape(1);
+        fastsep::require_range("N", N, 2, fastsep::kMaxFrameLength);
+        py::array_t<std::complex<float>> out({rows, N / 2 + 1});
+        py::gil_scoped_release nogil;
+        cpu::rfft_rows(static_cast<int>(N), rows, a.data(), N, out.mutable_data(), N / 2 + 1);
+        return out;
+    }, py::arg("x"));
+    m.def("irfft_rows", [](const py::array& x, int64_t N) {
+        using c64_array = py::array_t<std::complex<float>, py::array::c_style | py::array::forcecast>;
+        c64_array a = c64_array::ensure(x);
+        fastsep::require_range("N", N, 2, fastsep::kMaxFrameLength);
+        if (!a || a.ndim() != 2 || a.shape(1) != N / 2 + 1)
+            throw fastsep::InvalidArgument("irfft_rows takes (rows, N/2 + 1) complex64");
+        const int64_t rows = a.shape(0);
+        py::array_t<float> out({rows, N});
+        py::gil_scoped_release nogil;
+        cpu::irfft_rows(static_cast<int>(N), rows, a.data(), N / 2 + 1, out.mutable_data(), N, 1.0f / N);
+        return out;
+    }, py::arg("x"), py::arg("N"));
 
     py::class_<cpu::Network, std::shared_ptr<cpu::Network>>(m, "Network", py::module_local());
     py::class_<CallbackNetwork, cpu::Network, std::shared_ptr<CallbackNetwork>>(m, "CallbackNetwork",

@@ -113,11 +113,7 @@ Pipeline::Pipeline(const PipelineConfig& config) : cfg_(config) {
 
 void Pipeline::require_batch(int batch) const { require_range("batch", batch, 1, B_); }
 
-int64_t Pipeline::segments_for(int64_t samples) const {
-    const int64_t frames = dsp::n_frames(require_samples("samples", samples), N_, H_);
-    // segments start every hop frames until one reaches the last frame (quality.segment_starts)
-    return frames <= cfg_.T ? 1 : (frames - cfg_.T + hop_ - 1) / hop_ + 1;
-}
+int64_t Pipeline::segments_for(int64_t samples) const { return schedule().segments_for(samples); }
 
 void Pipeline::set_work_area(std::size_t bytes) {
     // plans share one work area; they only ever run one at a time on the pipeline's stream
@@ -288,7 +284,8 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
         p.active = false;
     };
 
-    const int64_t nseg = segments_for(L);
+    const Schedule sched = schedule();
+    const int64_t nseg = sched.segments_for(L);
     const bool blend = overlapped();
     const int64_t blend_block = int64_t(S_) * 2 * T * cfg_.F;  // one blended tail
     int64_t blend_tail_frames = 0;
@@ -296,14 +293,13 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
     int64_t chunk = 0;
     for (int64_t seg0 = 0; seg0 < nseg; seg0 += B_, ++chunk) {
         const int slot = static_cast<int>(chunk % 2);
-        const int b = static_cast<int>(std::min<int64_t>(B_, nseg - seg0));
         // the chunk's segments hold frames [first, first + span); frames [first, first + count) are final after it
         // (no later segment holds them), the rest is carried as blended sums (docs/spec.md §12). Spleeter's
         // segments: span = count = b*T.
-        const int64_t span = int64_t(b - 1) * hop_ + T;
-        const int64_t count = seg0 + b < nseg ? int64_t(b) * hop_ : span;
-        const int64_t first = seg0 * hop_;
-        const int64_t t0 = first * H_ - N_;  // original sample of the chunk's first frame sample
+        const Chunk c = sched.chunk(seg0, nseg);
+        const int b = c.b;
+        const int64_t span = c.span, count = c.count, first = c.first;
+        const int64_t t0 = sched.t0(c);  // original sample of the chunk's first frame sample
 
         // 1. waveform of the chunk: [t0, (first + span - 1) * H) within [0, L), uploaded on h2d_ into this
         // slot once framing of chunk k-2 (the slot's last reader) is done
@@ -314,8 +310,8 @@ void Pipeline::separate_locked(const PipelineInput& input, const PipelineOutput&
             x_origin = 0;
             x_len = L;
         } else {
-            const int64_t lo = std::max<int64_t>(t0, 0);
-            const int64_t hi = std::min<int64_t>((first + span - 1) * H_, L);
+            const int64_t lo = std::max<int64_t>(sched.input_begin(c), 0);
+            const int64_t hi = std::min<int64_t>(sched.input_end(c), L);
             const int64_t n = std::max<int64_t>(hi - lo, 0);
             FASTSEP_CHECK(cudaStreamWaitEvent(h2d_.get(), in_free_[slot].get(), 0));
             if (n > 0) {

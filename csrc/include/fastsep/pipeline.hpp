@@ -23,6 +23,7 @@
 #include "fastsep/cuda_raii.hpp"
 #include "fastsep/dsp_math.cuh"
 #include "fastsep/kernels.hpp"
+#include "fastsep/schedule.hpp"
 
 namespace fastsep {
 
@@ -123,6 +124,8 @@ public:
 
     // segments (network inputs) of a song of `samples` in [0, kMaxSamples] (InvalidArgument outside)
     int64_t segments_for(int64_t samples) const;
+    // the chunk schedule this pipeline follows (shared with the CPU pipeline)
+    Schedule schedule() const { return Schedule(cfg_.T, N_, H_, hop_, B_); }
     // InvalidArgument unless 1 <= batch <= max_batch
     void require_batch(int batch) const;
 
