@@ -202,15 +202,27 @@ PYBIND11_MODULE(_cpu, m) {
             p.pull(stems.data(), n);
             return out;
         }, py::arg("n") = -1, "(stems, n, 2): the next n samples of every stem (all that are available by default)")
-        .def("separate", [](cpu::Pipeline& p, const py::array& x) {
+        .def("separate", [](cpu::Pipeline& p, const py::array& x, py::object progress) {
             f32_array a = stereo(x);
             const int64_t L = a.shape(0);
             fastsep::buffer_bytes("stems", 4, {int64_t(p.config().n_stems), L, 2});
             py::array_t<float> out({py::ssize_t(p.config().n_stems), py::ssize_t(L), py::ssize_t(2)});
+            if (!progress.is_none()) {
+                py::function fn = progress;
+                p.set_progress([fn](int64_t done, int64_t total) {
+                    py::gil_scoped_acquire gil;
+                    fn(done, total);
+                });
+            }
+            struct Clear {  // the callable holds Python objects: drop it with the GIL, also on errors
+                cpu::Pipeline& p;
+                ~Clear() { p.set_progress(nullptr); }
+            } clear{p};
             {
                 py::gil_scoped_release nogil;
                 p.separate(a.data(), L, out.mutable_data());
             }
             return out;
-        }, py::arg("x"), "A whole song (L, 2) float32 -> (stems, L, 2) float32");
+        }, py::arg("x"), py::arg("progress") = py::none(),
+        "A whole song (L, 2) float32 -> (stems, L, 2) float32; progress(done, total) after each chunk's network");
 }

@@ -230,11 +230,7 @@ class HostPipeline:
         """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
         if self.native is not None:
             with self._native_pipeline() as p:
-                stems = p.separate(x)
-                total = p.segments_for(x.shape[0])
-            if progress is not None:
-                progress(total, total)
-            return list(stems)
+                return list(p.separate(x, progress))
         L = x.shape[0]
         out = [np.empty((L, 2), dtype=np.float32) for _ in range(self.cfg.n_stems)]
         at = 0

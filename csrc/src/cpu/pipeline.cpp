@@ -222,11 +222,15 @@ void Pipeline::run_chunks(const std::vector<Chunk>& chunks) {
         return slot;
     };
     auto length_for = [&](const Chunk& c) { return c.last ? received_ : length; };
+    auto network = [&](Slot& slot) {
+        network_->run(slot.net_in.data(), slot.net_out.data(), cfg_.batch);
+        if (progress_) progress_(slot.chunk.seg0 + slot.chunk.b, std::max<int64_t>(total_segments_, 0));
+    };
     if (!stage_ || chunks.size() == 1) {
         for (size_t i = 0; i < chunks.size(); ++i) {
             Slot& slot = slot_of(i);
             analyze(slot, in);
-            network_->run(slot.net_in.data(), slot.net_out.data(), cfg_.batch);
+            network(slot);
             synthesize(slot, length_for(slot.chunk));
         }
         return;
@@ -247,7 +251,7 @@ void Pipeline::run_chunks(const std::vector<Chunk>& chunks) {
                 Slot& following = slot_of(i + 1);
                 next = stage_->submit([this, &following, in] { analyze(following, in); });
             }
-            network_->run(slot.net_in.data(), slot.net_out.data(), cfg_.batch);
+            network(slot);
             const int64_t len = length_for(slot.chunk);
             pending.push_back(stage_->submit([this, &slot, len] { synthesize(slot, len); }));
             if (next.valid()) {

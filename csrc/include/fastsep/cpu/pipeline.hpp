@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -68,6 +69,11 @@ public:
     // A whole song, in place: x (L, 2) -> out (S, L, 2); as reset, push, finish, pull, with no copies.
     void separate(const float* x, int64_t samples, float* out);
 
+    // Called on the calling thread after each chunk's network: (segments done, segments in all; 0 while the song
+    // is not complete). An exception from it fails the song (a way to cancel).
+    using Progress = std::function<void(int64_t, int64_t)>;
+    void set_progress(Progress progress) { progress_ = std::move(progress); }
+
     int64_t received() const noexcept { return received_; }
     int64_t segments_done() const noexcept { return next_segment_; }
     bool finished() const noexcept { return finished_; }
@@ -97,6 +103,7 @@ private:
     Config cfg_;
     Schedule sched_;
     std::shared_ptr<Network> network_;
+    Progress progress_;
     int N_, H_, K_, S_;
     std::vector<float> analysis_window_, synthesis_window_;
     std::vector<double> fade_;  // overlapped segments: the fade of one segment's frames
