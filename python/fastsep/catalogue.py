@@ -142,25 +142,27 @@ def _with_deadline(what: str, fn, *args, **kwargs):
     SIGTERM still reach this thread: pyarrow's cloud clients retry for many minutes inside one C++ call that no
     signal interrupts. A call past its deadline is left to finish (or not) in its thread."""
     timeout = remote_timeout()
-    result = {}
+    result, finished = {}, threading.Event()
 
     def call():
         try:
             result["value"] = fn(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
             result["error"] = e
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=call, name="fastsep-remote", daemon=True)
-    thread.start()
+    # An Event, not Thread.join: a signal during join() marks a running thread as stopped (bpo-45274, Python 3.11)
+    threading.Thread(target=call, name="fastsep-remote", daemon=True).start()
     deadline = time.monotonic() + timeout
     try:
-        while thread.is_alive():
+        while not finished.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RemoteError(f"{what}: no answer within {timeout:g} s (FASTSEP_REMOTE_TIMEOUT)")
-            thread.join(min(left, 0.25))
+            finished.wait(min(left, 0.25))
     finally:
-        if thread.is_alive():
+        if not finished.is_set():
             _ABANDONED.append(what)
     if "error" in result:
         e = result["error"]
