@@ -257,6 +257,13 @@ def _inside(real: str, folder_real: str) -> bool:
     return real == folder_real or real.startswith(folder_real.rstrip(os.sep) + os.sep)
 
 
+def _under_out(path: str, out_real: str) -> bool:
+    """Whether a named input lies under OUT: the file it is (links followed) or the name itself (its folder's
+    links followed), so that neither a link out of OUT nor a link into it is read there."""
+    named = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    return _inside(os.path.realpath(path), out_real) or _inside(named, out_real)
+
+
 class _Budget:
     """A cap on the folder entries and manifest lines listed (FASTSEP_MAX_ENTRIES): a huge tree ends in one clear
     line, never in memory exhausted."""
@@ -279,6 +286,8 @@ def _local_track(path: str, relative: str, st: Optional[os.stat_result]) -> Trac
                      error=f"{_text(path)}: its name is not valid UTF-8 (rename the file)")
     if st is None:
         return Track(path, path, relative, None, None)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block its worker forever, a device never end
+        return Track(path, path, relative, None, None, error=f"{path}: not a regular file (a FIFO, device or socket)")
     return Track(path, path, relative, st.st_size, st.st_mtime_ns, ident=(st.st_dev, st.st_ino))
 
 
@@ -494,7 +503,7 @@ def _manifest(fs, path: str, fs_uri, spec: str, out_real: str, budget: _Budget) 
             else:
                 lfs, p, lfs_uri = fs, posixpath.normpath(posixpath.join(posixpath.dirname(path), entry)), fs_uri
             where = _uri(p, lfs_uri)
-            if lfs_uri is None and _inside(os.path.realpath(p), out_real):
+            if lfs_uri is None and _under_out(p, out_real):
                 raise UsageError(f"{_text(where)} lies inside the output folder {out_real}: nothing under it is "
                                  "ever an input")
             info = _info(lfs, p, lfs_uri, f"cannot reach {_text(where)}")
@@ -562,8 +571,7 @@ def find_tracks(inputs, out_dir) -> list:
             elif posixpath.splitext(path)[1].lower() in MANIFEST_SUFFIXES:
                 found = _manifest(fs, path, fs_uri, spec, out_real, budget)
             elif fs_uri is None:
-                if _inside(os.path.realpath(path), out_real) or _inside(
-                        os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)), out_real):
+                if _under_out(path, out_real):
                     raise UsageError(f"input {_text(spec)} lies inside the output folder {out_real}: nothing under "
                                      "it is ever an input (its stems could replace it); choose another -o")
                 try:
@@ -845,14 +853,36 @@ def connect(address: str) -> bool:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             ray.init(address="local", num_cpus=cores, **kwargs)
         else:
+            _probe(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 raise UsageError(f"cannot join the Ray cluster at {address!r}: {_first_line(e)}") from None
+    except SystemExit as e:  # Ray's own handler took a SIGTERM while it started
+        if e.code == signal.SIGTERM:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
     return True
+
+
+def _probe(address: str) -> None:
+    """A cluster address where nothing answers is one clear line within seconds: ray.init would retry for many
+    minutes. 'auto' (the address Ray recorded on this machine) is left to Ray, which fails fast without one."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address!r}: give local, auto, or a cluster address host:port (or ray://host:port)")
+    timeout = min(remote_timeout(), 10.0)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UsageError(f"cannot join the Ray cluster at {address!r}: nothing answers there "
+                         f"({e.strerror or e})") from None
 
 
 def default_workers(cpus_per_worker: float, gpus_per_worker: float) -> int:

@@ -227,6 +227,19 @@ def test_remote_and_unsupported_manifest_entries_fail_alone(tmp_path, blackhole,
     assert "nosuchfs" in errors[0]
 
 
+def test_a_cluster_address_where_nothing_answers_is_one_line(tiny, tmp_path):
+    song(tmp_path / "lib" / "s.wav")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        r = run_cli("catalogue", tmp_path / "lib", "-o", tmp_path / "out", "-p", tiny, "-q", "--ray",
+                    f"127.0.0.1:{closed.getsockname()[1]}", timeout=60)
+    finally:
+        closed.close()
+    assert r.returncode == 2
+    assert "nothing answers" in one_error_line(r.stderr)
+
+
 def test_a_worker_that_cannot_be_placed_fails_fast_with_why(tiny, tmp_path):
     """--ray local: the cluster started here can never hold the worker: one line, before any wait."""
     song(tmp_path / "lib" / "s.wav")
@@ -313,6 +326,18 @@ def test_manifests_are_read_as_users_write_them(tmp_path):
     assert not failed, failed
     assert sorted(os.path.realpath(j.track.path) for j in jobs) == sorted(map(os.path.realpath, [first, inner, hidden]))
     assert all(os.path.realpath(p).startswith(str(out.resolve()) + os.sep) for j in jobs for p in j.outputs.values())
+
+
+def test_entries_that_are_not_regular_files_fail_alone(tmp_path):
+    """A FIFO would block its worker forever and a device never ends: refused in the plan, one row each."""
+    good = song(tmp_path / "lib" / "good.wav")
+    os.mkfifo(tmp_path / "lib" / "pipe.wav")
+    (tmp_path / "list.txt").write_text(f"{good}\n{tmp_path / 'lib' / 'pipe.wav'}\n/dev/zero\n")
+    jobs, failed = plan(find_tracks([tmp_path / "list.txt"], tmp_path / "out"), tmp_path / "out", STEMS,
+                        Options(), "m")
+    assert [j.track.path for j in jobs] == [good]
+    assert sorted(failed_rows(failed)) == ["pipe.wav", "zero"]
+    assert all("not a regular file" in e for e in failed_rows(failed).values())
 
 
 def test_path_columns_of_other_types(tmp_path, capsys, tiny):
