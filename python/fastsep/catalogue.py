@@ -308,14 +308,17 @@ def _walk(base: str, out_real: str, budget: _Budget, spec: str, pattern: Optiona
         if (st.st_dev, st.st_ino) in visited or _inside(os.path.realpath(folder), out_real):
             continue
         visited.add((st.st_dev, st.st_ino))
+        entries = []
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                for entry in it:  # counted as listed: one huge folder stops at the cap, not after
+                    budget.take(spec)
+                    entries.append(entry)
         except OSError as e:
             found.append(Track(_text(folder), folder, rel, None, None,
                                error=f"{_text(folder)}: cannot list this folder ({e.strerror or e})"))
             continue
-        budget.take(spec, len(entries))
+        entries.sort(key=lambda e: e.name)
         folders = []
         for entry in entries:
             if entry.name.startswith("."):
@@ -493,7 +496,7 @@ def _manifest(fs, path: str, fs_uri, spec: str, out_real: str, budget: _Budget) 
     pafs = _pyarrow_fs()
     entries = _manifest_entries(fs, path, spec, fs_uri)
     budget.take(spec, len(entries))
-    files, bad = [], []  # files: (fs, path, fs_uri, info, relative to its folder entry or None)
+    files, bad = [], []  # files: (fs, path, fs_uri, its info (a Track when found in a folder entry), the entry)
     for entry in entries:
         try:
             if _is_uri(entry):
@@ -510,11 +513,13 @@ def _manifest(fs, path: str, fs_uri, spec: str, out_real: str, budget: _Budget) 
             if info.type == pafs.FileType.Directory:
                 inner = (_walk(p, out_real, budget, spec) if lfs_uri is None
                          else _scan_remote(lfs, p, lfs_uri, budget, spec))
+                if not inner:
+                    raise UsageError(f"{_text(where)} is a folder with no audio files (outside the output folder)")
                 for t in inner:
                     if t.error is not None:
                         bad.append(t)
                     else:
-                        files.append((lfs, t.path, lfs_uri, t, None))
+                        files.append((lfs, t.path, lfs_uri, t, entry))
                 continue
             files.append((lfs, p, lfs_uri, info, entry))
         except FastsepError as e:

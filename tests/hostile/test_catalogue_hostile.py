@@ -321,9 +321,12 @@ def test_manifests_are_read_as_users_write_them(tmp_path):
         "../lib/x/./song.wav", first, str(tmp_path / "alias" / "song.wav"), "file://" + first,  # one file, 5 ways
         "../lib/album",  # a folder: its audio files
         "../lib/x/.hidden.wav",  # listed explicitly: kept
+        "../lib/notes",  # a folder without audio: reported as such
     ]) + "\n")
+    (lib / "notes").mkdir()
+    (lib / "notes" / "liner.txt").write_text("notes")
     jobs, failed = plan(find_tracks([lists / "m.txt"], out), out, STEMS, Options(), "m")
-    assert not failed, failed
+    assert len(failed) == 1 and "a folder with no audio files" in failed[0]["error"], failed
     assert sorted(os.path.realpath(j.track.path) for j in jobs) == sorted(map(os.path.realpath, [first, inner, hidden]))
     assert all(os.path.realpath(p).startswith(str(out.resolve()) + os.sep) for j in jobs for p in j.outputs.values())
 
