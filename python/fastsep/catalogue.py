@@ -959,22 +959,36 @@ class Progress:
             self.con.print(self.line())
 
 
-def _schedule(actors, jobs, retries: int, progress: Progress, rows: list, running: dict) -> None:
+def _schedule(probes: dict, jobs, retries: int, progress: Progress, rows: list, running: dict) -> None:
     """Feed jobs to the actors, IN_FLIGHT_PER_WORKER each, and append one row per job to `rows`; `running` holds
-    the jobs in flight (ref -> (job, actor)), for the caller to discard on an interrupt."""
+    the jobs in flight (ref -> (job, actor)), for the caller to discard on an interrupt. `probes` (ready() ref ->
+    actor) says which actors have started: only those get tracks, so a worker the cluster cannot place (more
+    --workers than fit) holds none back; the others take them all."""
     ray = _ray()
     from ray.exceptions import RayActorError, RayError
 
     queue = deque(jobs)
+    starting = dict(probes)
 
     def submit(actor):
         if queue:
             job = queue.popleft()
             running[actor.separate.remote(job)] = (job, actor)
 
-    for actor in actors:
-        for _ in range(IN_FLIGHT_PER_WORKER):
-            submit(actor)
+    def admit():
+        if not starting:
+            return
+        started, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
+        for ref in started:
+            actor = starting.pop(ref)
+            try:
+                ray.get(ref)
+            except RayError:
+                continue  # it died while starting: no tracks for it
+            for _ in range(IN_FLIGHT_PER_WORKER):
+                submit(actor)
+
+    admit()
     while running:
         ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
         for ref in ready:
@@ -995,6 +1009,7 @@ def _schedule(actors, jobs, retries: int, progress: Progress, rows: list, runnin
             rows.append(row)
             progress.add(row)
             submit(actor)
+        admit()
         progress.show()
 
 
@@ -1098,8 +1113,11 @@ def _run(inputs, out_dir, model, config, backend, precision, options, ray_addres
                 raise UsageError(f"--cpus-per-worker / --gpus-per-worker: {_first_line(e)}") from None
             threads = max(1, int(cpus_per_worker))
             actors = [actor_class.remote(source, backend, precision, threads) for _ in range(n_workers)]
-            _check_model_loads(actors, no_room)
-            _schedule(actors, todo, retries, progress, rows, running)
+            if no_room is not None and console is not None:
+                console.warning(f"{no_room}: waiting up to {worker_start_timeout():g} s for one "
+                                "(FASTSEP_WORKER_START_TIMEOUT)")
+            probes = _check_model_loads(actors, no_room)
+            _schedule(probes, todo, retries, progress, rows, running)
         except KeyboardInterrupt:  # the tracks finished so far are reported; the rest are redone on a rerun
             if console is not None:
                 console.done()
@@ -1123,9 +1141,9 @@ def _run(inputs, out_dir, model, config, backend, precision, options, ray_addres
     return summary
 
 
-def _check_model_loads(actors, no_room: Optional[str] = None) -> None:
+def _check_model_loads(actors, no_room: Optional[str] = None) -> dict:
     """Wait (at most worker_start_timeout()) for the first worker: a model that cannot load, or a worker the
-    cluster cannot place, is one clear error before any track is tried."""
+    cluster cannot place, is one clear error before any track is tried. Returns {ready() ref: actor}."""
     from ray.exceptions import RayError
 
     from .errors import ModelError
@@ -1133,10 +1151,10 @@ def _check_model_loads(actors, no_room: Optional[str] = None) -> None:
     ray = _ray()
     timeout = worker_start_timeout()
     deadline = time.monotonic() + timeout
-    probes = [a.ready.remote() for a in actors]
+    probes = {a.ready.remote(): a for a in actors}
     while True:
         left = deadline - time.monotonic()
-        done, _ = ray.wait(probes, num_returns=1, timeout=max(0.0, min(left, 1.0)))  # short: signals get through
+        done, _ = ray.wait(list(probes), num_returns=1, timeout=max(0.0, min(left, 1.0)))  # short: signals get through
         if done:
             break
         if left <= 0:
@@ -1148,6 +1166,7 @@ def _check_model_loads(actors, no_room: Optional[str] = None) -> None:
         raise ModelError(f"the first worker failed to start: {_first_line(e)}") from None
     if error is not None:
         raise ModelError(f"the workers cannot load the model: {error}")
+    return probes
 
 
 def write_report(rows, path: Path) -> None:

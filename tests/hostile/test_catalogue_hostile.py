@@ -107,7 +107,8 @@ def test_an_input_inside_out_is_refused_and_left_alone(tiny, tmp_path, capsys):
     out = tmp_path / "stems"
     victim = song(out / "vocals" / "vocals.wav")  # `catalogue stems/vocals/vocals.wav -o stems`
     before = open(victim, "rb").read()
-    assert cli.main(["catalogue", "-q", victim, "-o", str(out), "-p", str(tiny), "-f", "{filename}/{instrument}.wav"]) == 2
+    assert cli.main(["catalogue", "-q", victim, "-o", str(out), "-p", str(tiny),
+                     "-f", "{filename}/{instrument}.wav"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert victim in line and "inside the output folder" in line
     assert open(victim, "rb").read() == before
@@ -261,19 +262,36 @@ def test_a_joined_cluster_that_cannot_place_a_worker_ends_at_the_deadline(ray_cl
     """A joined cluster (it may autoscale) gets FASTSEP_WORKER_START_TIMEOUT to place the first worker."""
     song(tmp_path / "lib" / "s.wav")
     monkeypatch.setenv("FASTSEP_WORKER_START_TIMEOUT", "1")
+    error = in_thread(lambda: run_catalogue([tmp_path / "lib"], tmp_path / "out", tiny, workers=1,
+                                            gpus_per_worker=1))
+    assert isinstance(error, UsageError), error
+    assert "FASTSEP_WORKER_START_TIMEOUT" in str(error) and "1 GPUs" in str(error)
+
+
+def in_thread(fn, timeout=180):
+    """fn() in a thread: a run that never ends fails the test instead of hanging the suite."""
     outcome = []
 
-    def run():  # in a thread: a run that never ends fails this test instead of hanging the suite
+    def run():
         try:
-            run_catalogue([tmp_path / "lib"], tmp_path / "out", tiny, workers=1, gpus_per_worker=1)
+            outcome.append(fn())
         except Exception as e:  # noqa: BLE001
             outcome.append(e)
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    t.join(120)
-    assert outcome and isinstance(outcome[0], UsageError), outcome
-    assert "FASTSEP_WORKER_START_TIMEOUT" in str(outcome[0]) and "1 GPUs" in str(outcome[0])
+    t.join(timeout)
+    assert outcome, "the run did not end"
+    return outcome[0]
+
+
+def test_workers_the_cluster_cannot_place_hold_no_tracks(ray_cluster, tiny, tmp_path):
+    """--workers 4 of 1 CPU each on 2 CPUs: two workers are never placed, and the two others take every track."""
+    for i in range(4):
+        song(tmp_path / "lib" / f"s{i}.wav", seed=i)
+    summary = in_thread(lambda: run_catalogue([tmp_path / "lib"], tmp_path / "out", tiny, workers=4))
+    assert not isinstance(summary, Exception), summary
+    assert (summary.count("ok"), summary.failed) == (4, 0)
 
 
 # ---------------------------------------------------------------------------------- 10: one entry, one row
