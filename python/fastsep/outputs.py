@@ -122,8 +122,6 @@ def check_inside(target: pathlib.Path, root: str, out_dir: pathlib.Path, owner: 
         raise UsageError(f"output {_quote(target)} of {owner} is outside the output folder {out_dir}{via}")
 
 
-
-
 def check_name_lengths(target: pathlib.Path, out_dir: pathlib.Path, owner: str) -> None:
     """Refuse (UsageError) an output whose path has a name over NAME_MAX bytes (its temporary file's included) or is
     over PATH_MAX: found with the rest of the plan, never as an OSError once the work has started."""
