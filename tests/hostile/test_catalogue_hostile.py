@@ -286,12 +286,13 @@ def in_thread(fn, timeout=180):
 
 
 def test_workers_the_cluster_cannot_place_hold_no_tracks(ray_cluster, tiny, tmp_path):
-    """--workers 4 of 1 CPU each on 2 CPUs: two workers are never placed, and the two others take every track."""
-    for i in range(4):
+    """--workers 4 of 1 CPU each on 2 CPUs: two workers are never placed, and the two others take every track
+    (more tracks than the placed workers' slots, so that the unplaced ones would be handed some)."""
+    for i in range(10):
         song(tmp_path / "lib" / f"s{i}.wav", seed=i)
-    summary = in_thread(lambda: run_catalogue([tmp_path / "lib"], tmp_path / "out", tiny, workers=4))
+    summary = in_thread(lambda: run_catalogue([tmp_path / "lib"], tmp_path / "out", tiny, workers=4), timeout=120)
     assert not isinstance(summary, Exception), summary
-    assert (summary.count("ok"), summary.failed) == (4, 0)
+    assert (summary.count("ok"), summary.failed) == (10, 0)
 
 
 # ---------------------------------------------------------------------------------- 10: one entry, one row
