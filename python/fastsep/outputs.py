@@ -17,6 +17,11 @@ from .errors import UsageError
 FORMAT_FIELDS = ("filename", "foldername", "instrument", "codec")
 DEFAULT_FORMAT = "{filename}/{instrument}.{codec}"
 MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integers
+#: Longest file or folder name most file systems take (NAME_MAX), and longest path (PATH_MAX), in bytes.
+NAME_MAX, PATH_MAX = 255, 4096
+#: What the hidden temporary file of a stem adds to its name: ".<name>.<pid>-<8 random>.part", pids up to 2**22
+#: (audio._temp_prefix); it lies beside the final name, so the final name must leave room for it.
+TEMP_NAME_EXTRA = len("." + "." + "4194304" + "-" + "x" * 8 + ".part")
 
 
 def check_duration(duration: float | None) -> None:
@@ -56,6 +61,12 @@ def check_format(fmt: str) -> None:
 def precheck_output(folder: pathlib.Path) -> None:
     """Fail early (before loading a model) for an output folder that cannot be created or written; creates nothing."""
     p = folder.absolute()
+    for name in p.parts:
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise UsageError(f"output folder {_quote(folder)}: the name {_quote(name, 60)} is {len(os.fsencode(name))} "
+                             f"bytes, over the {NAME_MAX} a file system allows")
+    if len(os.fsencode(str(p))) >= PATH_MAX:
+        raise UsageError(f"output folder {_quote(folder)}: its path is over the {PATH_MAX} bytes a file system allows")
     while not p.exists():
         if p.is_symlink():
             raise UsageError(f"output folder {folder}: {p} is a broken link")
@@ -111,6 +122,27 @@ def check_inside(target: pathlib.Path, root: str, out_dir: pathlib.Path, owner: 
         raise UsageError(f"output {_quote(target)} of {owner} is outside the output folder {out_dir}{via}")
 
 
+def check_name_lengths(target: pathlib.Path, out_dir: pathlib.Path, owner: str) -> None:
+    """Refuse (UsageError) an output whose path has a name over NAME_MAX bytes (its temporary file's included) or is
+    over PATH_MAX: found with the rest of the plan, never as an OSError once the work has started."""
+    try:
+        relative = target.relative_to(out_dir)
+    except ValueError:
+        relative = target
+    names = [*relative.parent.parts, target.name + "x" * TEMP_NAME_EXTRA]
+    for name in names:
+        size = len(os.fsencode(name))
+        if size > NAME_MAX:
+            shown = name if name != names[-1] else target.name
+            extra = (f" with the {TEMP_NAME_EXTRA} bytes of its temporary name" if name == names[-1] else "")
+            raise UsageError(f"output {_quote(target)} of {owner}: the name {_quote(shown, 60)} is {size} bytes"
+                             f"{extra}, over the {NAME_MAX} a file system allows: use a shorter -f or input name")
+    size = len(os.fsencode(os.path.abspath(target))) + TEMP_NAME_EXTRA
+    if size >= PATH_MAX:
+        raise UsageError(f"output {_quote(target)} of {owner}: its path is {size} bytes with its temporary name, over "
+                         f"the {PATH_MAX} a file system allows: use a shorter -o, -f or input path")
+
+
 def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: str, root: str | None = None) -> dict:
     """{instrument: output path} for input ``inp``, each inside ``out_dir`` with the codec's extension.
 
@@ -127,6 +159,7 @@ def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: 
         rel = fmt.format(instrument=inst, **fields)
         target = pathlib.Path(os.path.normpath(out_dir / rel))
         check_inside(target, root, out_dir, f"{inp} (-f/--filename_format {_quote(fmt)})")
+        check_name_lengths(target, pathlib.Path(os.path.normpath(out_dir)), _quote(inp))
         ext = target.suffix.lower().lstrip(".")
         if ext not in codec_extensions(codec):
             raise UsageError(f"-f/--filename_format {_quote(fmt)} gives {_quote(target.name)} an extension that is not "

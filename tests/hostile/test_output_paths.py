@@ -250,15 +250,17 @@ def test_failed_run_leaves_no_empty_folders(tmp_path, tiny):
 
 
 def test_failed_write_leaves_no_empty_folder_beside_good_outputs(tmp_path, song, tiny):
-    # a name that fits as a folder but not as "<name>_vocals.wav": the write fails after the folder was made
-    long = song.parent / ("x" * 245 + ".wav")
-    long.write_bytes(song.read_bytes())
+    # stems keep their input's rate, and MP3 has no 1 kHz: that write fails after its folder was made (names too
+    # long for the file system, the earlier trigger here, are now refused in the plan: test_catalogue_hostile.py)
+    low = song.parent / "low.wav"
+    audio.save(low, np.zeros((3000, 2), np.float32), 1000)
     out = tmp_path / "out"
-    r = run_cli("separate", "-p", tiny, "-o", out, "-f", "{filename}/{filename}_{instrument}.{codec}", song, long)
+    r = run_cli("separate", "-p", tiny, "-o", out, "-c", "mp3", "-f", "{filename}/{filename}_{instrument}.{codec}",
+                song, low)
     assert r.returncode == 1, r.stderr
     assert "1 separated, 1 failed" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["song"]
-    assert sorted(p.name for p in (out / "song").iterdir()) == ["song_accompaniment.wav", "song_vocals.wav"]
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["song_accompaniment.mp3", "song_vocals.mp3"]
 
 
 # ------------------------------------------------------------------------------------- evaluate
