@@ -3,6 +3,10 @@
   python benchmarks/streaming.py throughput [--files 8 --seconds 60 --model 2stems]
       `fastsep separate`'s batch runner on N mp3 files against Separator.run on the same decoded audio, in one
       process and one run (alternating, best of --rounds): the ratio of their x-real-time.
+  python benchmarks/streaming.py as-run [--files 8 --seconds 90 --model 2stems]
+      as a user runs them: the wall time of the `fastsep separate` process (start-up and model load included) on N
+      mp3 files against Separator.run on the same decoded audio (model loaded), alternating rounds; then the same
+      command on one 48 kHz song against one 44.1 kHz song of the same length (a ratio of x-real-time each).
   python benchmarks/streaming.py decode [--files 8 --seconds 60]
       decoding the mp3 files serially, in threads and in processes (does PyAV release the GIL?).
   python benchmarks/streaming.py mwf [--seconds 120]
@@ -102,6 +106,56 @@ def throughput(a) -> None:
     print(f"ratio: {best_api / best_cli:.3f}")
 
 
+def write_mp3_at(path: pathlib.Path, seconds: float, seed: int, rate: int) -> pathlib.Path:
+    x = synth(seconds, seed)
+    if rate != SR:
+        from fastsep.resample import resample
+
+        x = resample(x, SR, rate)
+    with audio.StemWriter(path, rate, 2, bitrate="192k") as w:
+        w.write(x)
+        w.commit()
+    return path
+
+
+def _cli_wall(a, files, out) -> float:
+    cmd = [sys.executable, "-m", "fastsep", "separate", "-p", a.model, "-o", str(out), "-q", "--overwrite",
+           *([f"--jobs={a.jobs}"] if a.jobs else []), *map(str, files)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def as_run(a) -> None:
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="fastsep-bench-"))
+    files = [write_mp3(folder / f"song{i}.mp3", a.seconds, i) for i in range(a.files)]
+    sep = Separator(a.model, backend=a.backend)
+    decoded = [audio.load(f, sample_rate=None) for f in files]
+    seconds = sum(x.shape[0] / r for x, r in decoded)
+    sep.run(*decoded[0])  # warm-up
+    _cli_wall(a, files[:1], folder / "warm")  # the model is downloaded and the files cached before timing
+    api, wall = [], []
+    for r in range(a.rounds):
+        t0 = time.perf_counter()
+        for x, rate in decoded:
+            sep.run(x, rate)
+        api.append(time.perf_counter() - t0)
+        wall.append(_cli_wall(a, files, folder / "out"))
+    print(f"machine: {machine()}")
+    print(f"{a.files} x {a.seconds:g} s mp3, {a.model}, backend {sep.backend}, best of {a.rounds}")
+    print(f"Separator.run on decoded audio: {min(api):.2f} s = {seconds / min(api):.1f}x real time")
+    print(f"`fastsep separate` process, wall: {min(wall):.2f} s = {seconds / min(wall):.1f}x real time")
+    print(f"ratio: {min(api) / min(wall):.3f}")
+    songs = {rate: write_mp3_at(folder / f"rate{rate}.mp3", a.seconds, 99, rate) for rate in (44100, 48000)}
+    times = {rate: [] for rate in songs}
+    for r in range(a.rounds):
+        for rate, path in songs.items():
+            times[rate].append(_cli_wall(a, [path], folder / "rates"))
+    t441, t48 = min(times[44100]), min(times[48000])
+    print(f"one {a.seconds:g} s song, `fastsep separate` wall: 44.1 kHz {t441:.2f} s, 48 kHz {t48:.2f} s "
+          f"(stems at 48 kHz): ratio {t441 / t48:.3f}")
+
+
 def _decode(path) -> int:
     return sum(b.shape[0] for b in audio.Decoder(path).blocks())
 
@@ -165,7 +219,7 @@ def memory(a) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("throughput", "decode", "mwf", "memory"))
+    p.add_argument("what", choices=("throughput", "as-run", "decode", "mwf", "memory"))
     p.add_argument("--model", default="2stems")
     p.add_argument("--backend", default="auto", help="throughput: the network backend (default: auto)")
     p.add_argument("--files", type=int, default=8)
@@ -175,7 +229,7 @@ def main() -> None:
     p.add_argument("--minutes", type=int, nargs="+", default=[10, 60, 120])
     p.add_argument("--with-mwf", action="store_true")
     a = p.parse_args()
-    {"throughput": throughput, "decode": decode, "mwf": mwf, "memory": memory}[a.what](a)
+    {"throughput": throughput, "as-run": as_run, "decode": decode, "mwf": mwf, "memory": memory}[a.what](a)
 
 
 if __name__ == "__main__":
