@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 try:  # the installed package (with its compiled extension) first, else the source tree
     import fastsep  # noqa: F401
 except ImportError:
-    sys.path.insert(0, str(ROOT / "python"))
 
 
 def music(n: int, seed: int = 0) -> np.ndarray:
