@@ -8,14 +8,12 @@ timeout, so a regression fails the test instead of the machine."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import struct
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest

@@ -13,7 +13,8 @@ class SpleeterError(FastsepError):
 
 
 # The shared output planner (fastsep.outputs) words its errors for the command line; the API names its arguments.
-_CLI_WORDS = (("-f/--filename_format", "filename_format"), ("another -o or -f", "another destination or filename_format"),
+_CLI_WORDS = (("-f/--filename_format", "filename_format"),
+              ("another -o or -f", "another destination or filename_format"),
               ("not -c ", "not codec "), ("give the -c of", "give the codec of"))
 
 

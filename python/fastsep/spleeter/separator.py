@@ -32,7 +32,8 @@ class Separator:
         if isinstance(params_descriptor, (bytes, os.PathLike)):
             params_descriptor = as_path(params_descriptor, "params_descriptor")
         if not isinstance(params_descriptor, str):
-            raise SpleeterError(f"params_descriptor must be a model name or path, not {type(params_descriptor).__name__}")
+            raise SpleeterError("params_descriptor must be a model name or path, not "
+                                f"{type(params_descriptor).__name__}")
         with spleeter_errors("cannot load model"):
             self._separator = FastsepSeparator(params_descriptor, mwf=bool(MWF))
         self._sample_rate = int(self._separator.config.sample_rate)
@@ -49,7 +50,8 @@ class Separator:
                          synchronous: bool = True) -> None:
         """Separate the file `audio_descriptor` into `destination`/`filename_format` ({filename}, {foldername},
         {instrument}, {codec}). duration None (the default) separates to the end of the file, where Spleeter cut
-        at 600 s; give it to cut. Every path is checked (inside `destination`, one per stem) before any work."""
+        at 600 s; give it to cut. Every path is checked (inside `destination`, one per stem, never the input)
+        before any work."""
         offset = offset or 0.0  # None too, as Spleeter's adapters take it
         _check_span(offset, duration)
         source = as_path(audio_descriptor, "audio_descriptor")

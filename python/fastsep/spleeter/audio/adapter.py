@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import warnings
 from abc import ABC, abstractmethod
 
