@@ -41,6 +41,13 @@ CODECS = {
 }
 #: PCM sample formats for wav (and flac, which stores 16 or 24 bits; "f32" flac is stored as 24-bit).
 PCM_FORMATS = ("s16", "s24", "f32")
+#: Most channels an output file may have (FFmpeg's channel layouts stop at 64).
+MAX_CHANNELS = 64
+# Lossy encoders that lose the end of a stem: FFmpeg's Vorbis and WMA encoders drop the last partial block (up to
+# 1024 / 2048 samples), and an opus or m4a stem of a few samples decodes to nothing at all. Silence of one frame
+# (at least this many samples) is appended to these codecs' stems so that every sample written decodes.
+_TAIL_PADDED = ("ogg", "opus", "m4a", "wma")
+_TAIL_PAD_MIN = 1024
 
 # Decoding from the start and dropping samples is exact (what ffmpeg's output-side -ss does); beyond this offset a
 # container seek to a little before the offset is used instead, and timestamps place the cut.
@@ -188,15 +195,23 @@ def _address_space_headroom() -> int | None:
     return max(soft - used, 0)
 
 
-def _check_fits(path: str, more_samples: int, total_samples: int, channels: int, rate: int) -> None:
+_DECODE_RESERVE = 32 << 20  # bytes the decoder itself needs beside the kept samples (frames, conversions)
+
+
+def _check_fits(path: str, more_samples: int, total_samples: int, channels: int, rate: int,
+                declared: int | None = None) -> None:
     """Refuse (InputError) holding ``more_samples`` more float32 samples per channel (``total_samples`` in all)
-    when memory cannot take them."""
+    when memory cannot take them; ``declared``: the samples the file's header claims, named in the message."""
     need = more_samples * channels * 4
     avail = _memory_available()
-    if avail is not None and need > avail:
+    if avail is not None and need + _DECODE_RESERVE > avail:
         raise InputError(f"{path}: {total_samples / rate / 60:.1f} min of audio ({channels} channel(s) kept) do not "
-                         f"fit in memory: {need / 2 ** 30:.2f} GiB needed, {avail / 2 ** 30:.2f} GiB available; "
-                         "separate a part of it (offset/duration, -s/-d)")
+                         f"fit in memory{_declares(declared, rate)}: {need / 2 ** 30:.2f} GiB more needed, "
+                         f"{avail / 2 ** 30:.2f} GiB available; separate a part of it (offset/duration, -s/-d)")
+
+
+def _declares(declared: int | None, rate: int) -> str:
+    return f" (its header declares {declared / rate / 60:.1f} min)" if declared else ""
 
 
 class _Span:
@@ -392,9 +407,13 @@ class _DecodeState:
     stopped: str | None = None  # why decoding stopped early
 
 
+_FIRST_BUFFER_S = 60  # seconds: the first buffer when the header's duration does not fit in memory
+
+
 class _Kept:
-    """Decoded blocks held in one float32 buffer, sized once from the declared duration and grown in place
-    (realloc) only when the file runs longer, so no per-block copies pile up before a final concatenate."""
+    """Decoded blocks held in one float32 buffer, sized once from the declared duration (when that fits in memory)
+    and grown in place (realloc) when the file runs longer, so no per-block copies pile up before a final
+    concatenate. Memory is checked against what is decoded as the buffer grows, never against the header alone."""
 
     def __init__(self, path: str, rate: int, want: int | None, estimate: int | None):
         self.path, self.rate, self.want, self.estimate = path, rate, want, estimate
@@ -416,13 +435,16 @@ class _Kept:
     def _allocate(self, n: int, channels: int) -> np.ndarray:
         est = self.estimate or 0
         cap = self._capacity(max(n, est + est // 100 + self.rate))  # codecs' padding can outrun the header a little
-        _check_fits(self.path, cap, max(n, est), channels, self.rate)
+        avail = _memory_available()
+        if avail is not None and cap * channels * 4 + _DECODE_RESERVE > avail:
+            cap = self._capacity(max(n, _FIRST_BUFFER_S * self.rate))  # a header claiming more than fits: grow
+        _check_fits(self.path, cap, max(n, cap), channels, self.rate, self.estimate)
         return np.empty((cap, channels), np.float32)  # pages are only committed as they are written
 
     def _grow(self, n: int) -> None:
         cap = self.buf.shape[0]
         new = self._capacity(max(n, cap + cap // 4 + self.rate))
-        _check_fits(self.path, new - cap, new, self.buf.shape[1], self.rate)
+        _check_fits(self.path, new - cap, new, self.buf.shape[1], self.rate, self.estimate)
         self.buf.resize((new, self.buf.shape[1]), refcheck=False)  # realloc: no second copy of the samples
 
     def result(self) -> np.ndarray:
@@ -467,12 +489,17 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
     """
     dec = Decoder(path, offset, duration, sample_rate, stream, max_channels, on_warning)
     try:
-        estimate = dec.expected
-        if dec.declared is not None and estimate is not None:
-            _check_fits(dec.path, estimate, estimate, dec.channels, dec.rate)
-        kept = _Kept(dec.path, dec.rate, dec.want, estimate)
-        for block in dec.blocks():
-            kept.store(block)
+        # The header's duration only sizes the first buffer, and only when it fits: a header may claim hours that
+        # the file does not hold. What decodes is checked as the buffer grows (_Kept).
+        kept = _Kept(dec.path, dec.rate, dec.want, dec.expected)
+        try:
+            for block in dec.blocks():
+                kept.store(block)
+        except MemoryError:  # what the checks as the buffer grows could not foresee (other threads, the decoder)
+            kept.buf = None
+            raise InputError(f"{dec.path}: ran out of memory after {kept.kept / dec.rate / 60:.1f} min of audio"
+                             f"{_declares(kept.estimate, dec.rate)}; separate a part of it (offset/duration, -s/-d)"
+                             ) from None
     finally:
         dec.close()
     return kept.result(), dec.rate
@@ -585,14 +612,15 @@ class StemWriter:
             raise OutputError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
         if pcm not in PCM_FORMATS:
             raise OutputError(f"unknown PCM format {pcm!r} (known: {', '.join(PCM_FORMATS)})")
-        if channels < 1:
-            raise OutputError(f"{path}: audio must have at least one channel")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise OutputError(f"{path}: audio must have 1 to {MAX_CHANNELS} channels, not {channels} (arrays are "
+                              "(samples, channels))")
         if not overwrite and path.exists():
             raise OutputExistsError(f"{path} exists (use --overwrite to replace it)")
         self.path, self.codec, self.overwrite, self.sample_rate = path, codec, overwrite, int(sample_rate)
         self.channels, self.layout = channels, _layout(channels)
         self.report = SaveReport(str(path))
-        self._pts = 0
+        self._pts = 0  # samples written
         folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -637,17 +665,29 @@ class StemWriter:
     def _errors(self):
         return _encoding_errors(self.path, self.codec)
 
+    @property
+    def samples(self) -> int:
+        """Samples written so far (per channel)."""
+        return self._pts
+
     def write(self, block: np.ndarray) -> None:
-        """Encode (n, channels) float samples."""
-        av = _av()
-        x = np.asarray(block, dtype=np.float32)
+        """Encode (n, channels) float samples; NaN or Inf samples are refused (OutputError), never written."""
+        x = _samples(block, self.path)
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != self.channels:
             raise OutputError(f"{self.path}: blocks must be (samples, {self.channels}), got shape {x.shape}")
         if x.shape[0] == 0:
             return
-        self.report.peak = max(self.report.peak, float(np.max(np.abs(x))))
+        peak = float(np.max(np.abs(x)))  # NaN when any sample is NaN
+        if not np.isfinite(peak):
+            # 16-bit PCM would turn them into silence, float formats into files no player (nor fastsep) reads
+            raise OutputError(f"{self.path}: the audio holds NaN or Inf samples; nothing written")
+        self.report.peak = max(self.report.peak, peak)
+        self._encode(x)
+
+    def _encode(self, x: np.ndarray) -> None:
+        av = _av()
         if self._bits:
             x, clipped = _to_int(x, self._bits)
             self.report.clipped += clipped
@@ -664,13 +704,21 @@ class StemWriter:
                     self._out.mux(packet)
 
     def commit(self) -> SaveReport:
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place. A stem without samples is refused (OutputError): FFmpeg's
+        Vorbis encoder never returns from an empty stream, and the other codecs give empty or unreadable files."""
         try:
+            if self._pts == 0:
+                raise OutputError(f"{self.path}: no audio samples to write (the stem is empty); nothing written")
             with self._errors():
+                if self.codec in _TAIL_PADDED:
+                    pad = max(int(self._st.codec_context.frame_size or 0), _TAIL_PAD_MIN)
+                    self._encode(np.zeros((pad, self.channels), np.float32))
                 for packet in self._st.encode(None):
                     self._out.mux(packet)
                 self._out.close()
                 self._out = None
+                if os.path.getsize(self._tmp) == 0:  # never a 0-byte file under a stem's name
+                    raise OutputError(f"{self.path}: the {self.codec} encoder wrote nothing; nothing written")
                 fsync_file(self._tmp)
                 _commit(self._tmp, self.path, self.overwrite)
                 fsync_dir(self.path.parent)  # the rename itself survives a power cut
@@ -707,11 +755,13 @@ def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = N
     complete; with ``overwrite=False`` an existing file is never replaced (OutputExistsError).  ``cancel`` (an
     Event) aborts the write between chunks, leaving no file behind.
     """
-    x = np.asarray(data)
+    x = _samples(data, path)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] < 1:
         raise OutputError(f"{path}: audio must be (samples, channels), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise OutputError(f"{path}: no audio samples to write (the array is empty); nothing written")
     with StemWriter(path, sample_rate, x.shape[1], codec, bitrate, pcm, overwrite) as w:
         step = 1 << 16
         for i in range(0, x.shape[0], step):
@@ -721,6 +771,17 @@ def save(path, data: np.ndarray, sample_rate: int = 44100, codec: str | None = N
         if cancel is not None and cancel.is_set():
             raise KeyboardInterrupt
         return w.commit()
+
+
+def _samples(data, path) -> np.ndarray:
+    """``data`` as a float32 array (any byte order, float or integer samples); OutputError for anything else."""
+    try:
+        x = np.asarray(data)
+    except (ValueError, TypeError) as e:  # ragged lists and the like
+        raise OutputError(f"{path}: audio must be a numeric array ({e})") from None
+    if x.dtype.kind not in "fiu":
+        raise OutputError(f"{path}: audio must hold float or integer samples, not {x.dtype}")
+    return x.astype(np.float32, copy=False)  # also converts big-endian arrays
 
 
 def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 from .errors import MissingDependencyError, ModelError
 from .models.config import ModelConfig, parse_json
-from .models.files import atomic_path
+from .models.files import atomic_path, open_regular
 from .models.onnx_export import INPUT, OUTPUT
 
 MAGIC = b"FSEPTRT\0"
@@ -161,11 +161,8 @@ def _check_header(raw, path: Path) -> dict:
 def read_engine_header(path: str | os.PathLike) -> tuple[dict, int]:
     """(header, offset of the engine bytes); ModelError for anything that is not a complete fastsep engine."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"engine file {path} does not exist")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path, "engine file") as (f, size):  # a FIFO or device is refused, never waited on
             head = f.read(12)
             if len(head) < 12 or head[:8] != MAGIC:
                 raise ModelError(f"{path} is not a fastsep engine file (build one with `fastsep build`)")
@@ -188,11 +185,15 @@ def read_engine_header(path: str | os.PathLike) -> tuple[dict, int]:
 def read_engine(path: str | os.PathLike, verify: bool = True) -> tuple[dict, bytes]:
     header, offset = read_engine_header(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "engine file") as (f, size):
+            if size - offset != header["engine_bytes"]:  # another file than the header read: refuse it
+                raise ModelError(f"{path} changed while it was read")
             f.seek(offset)
-            engine = f.read()
+            engine = f.read(header["engine_bytes"])
     except OSError as e:
         raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
+    except MemoryError:
+        raise ModelError(f"engine file {path} ({header['engine_bytes'] >> 20} MiB) does not fit in memory") from None
     if verify and hashlib.sha256(engine).hexdigest() != header.get("engine_sha256"):
         raise ModelError(f"{path} is damaged: its engine does not match the checksum in its header")
     return header, engine

@@ -122,6 +122,10 @@ class _Encoding(_Stage):
             except queue.Empty:
                 continue
             if item is _END:
+                empty = [w for w in self.writers.values() if w.samples == 0]
+                if empty:  # checked before any stem is committed: an empty stem is never counted as separated
+                    raise audio.OutputError(f"{empty[0].path}: the stem holds no samples at {empty[0].sample_rate} "
+                                            "Hz (the audio is too short); nothing written")
                 self.reports = {name: w.commit() for name, w in self.writers.items()}
                 return
             for name, w in self.writers.items():

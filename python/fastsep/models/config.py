@@ -291,14 +291,10 @@ def load(spec: str) -> ModelConfig:
     """A stock config name or the path of a Spleeter JSON config."""
     if stock_name(spec) is not None:
         return stock(stock_name(spec))
-    if os.path.isfile(spec):
-        try:
-            with open(spec, "rb") as f:
-                text = f.read(MAX_CONFIG_BYTES + 1)
-        except OSError as e:
-            raise ModelError(f"cannot read config {spec}: {e.strerror or e}") from None
-        if len(text) > MAX_CONFIG_BYTES:
-            raise ModelError(f"cannot read config {spec}: larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    if os.path.lexists(spec) and not os.path.isdir(spec):
+        from .files import read_regular
+
+        text = read_regular(spec, "config", MAX_CONFIG_BYTES)  # a FIFO or device is refused, not waited on
         params = parse_json(text, f"cannot read config {spec}")
         if not isinstance(params, dict):
             raise ModelError(f"config {spec} is not a JSON object")

@@ -15,11 +15,12 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .files import atomic_path
+from .files import atomic_path, read_regular
 from . import unet_spec as spec
 
 OPSET = 17
 INPUT, OUTPUT = "magnitudes", "estimates"
+MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one message
 
 
 class _Graph:
@@ -175,12 +176,13 @@ def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: 
     from . import config as configs
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"ONNX file {path} does not exist")
+    data = read_regular(path, "ONNX file", MAX_ONNX_BYTES)  # regular files only, size checked before reading
     try:
-        proto = onnx.load(str(path), load_external_data=load_weights)
+        proto = onnx.load_model_from_string(data)  # fastsep's exports hold their weights: no external data
     except Exception as e:  # protobuf's DecodeError and friends
-        raise ModelError(f"cannot read ONNX file {path}: {e}") from None
+        raise ModelError(f"cannot read ONNX file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                         ) from None
+    del data
     try:
         cfg, precision = read_metadata(proto)
     except ModelError as e:
@@ -191,4 +193,46 @@ def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: 
                                                                      cfg.conv_n_filters):
             raise ModelError(f"config {new.name} does not fit the network in {path} ({cfg.name})")
         cfg = new
+    problem = io_problem(proto, cfg)
+    if problem:
+        raise ModelError(f"{path} is not a fastsep network for {cfg.name}: {problem}")
     return proto, cfg, precision
+
+
+def _dims(value_info) -> list | None:
+    """The declared dimensions of a graph input or output: an int where fixed, a str where symbolic (None when
+    the rank itself is not declared)."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+
+
+def io_problem(proto, cfg: ModelConfig) -> str | None:
+    """What keeps an ONNX graph from being the network the pipeline runs for `cfg` (None when nothing): one float32
+    input "magnitudes" (batch, channels, T, F) and one float32 output "estimates" (batch, stems, channels, T, F),
+    a dynamic batch, and channels, stems and T as the config says (F may be dynamic, else the config's)."""
+    from onnx import TensorProto
+
+    graph = proto.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    axes = {INPUT: ("batch", "channels", "T", "F"), OUTPUT: ("batch", "stems", "channels", "T", "F")}
+    sizes = {"channels": cfg.n_channels, "stems": cfg.n_stems, "T": cfg.T, "F": cfg.F}
+    for role, values, name in (("input", inputs, INPUT), ("output", list(graph.output), OUTPUT)):
+        if [v.name for v in values] != [name]:
+            names = ", ".join(repr(v.name[:40]) for v in values[:4]) or "none"
+            return f"its {role}s are {names}, not {name!r} alone"
+        v = values[0]
+        if v.type.WhichOneof("value") != "tensor_type" or v.type.tensor_type.elem_type != TensorProto.FLOAT:
+            return f"{name} is not a float32 tensor"
+        dims = _dims(v)
+        if dims is None or len(dims) != len(axes[name]):
+            return f"{name} has rank {'unknown' if dims is None else len(dims)}, not {len(axes[name])}"
+        for axis, got in zip(axes[name], dims):
+            if axis == "batch":
+                if isinstance(got, int) and got > 0:
+                    return f"{name} has a fixed batch size ({got}); the pipeline needs a dynamic one"
+            elif got != sizes[axis] and not (axis == "F" and isinstance(got, str)):  # F may be dynamic
+                return f"{name}'s {axis} axis is {got!r}, not {sizes[axis]} as its config says"
+    return None

@@ -123,7 +123,11 @@ def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None
     spec = str(model)
     path = Path(spec)
     kind = kind_of(spec)
-    if kind != "stock" and not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte
+        raise ModelError(f"model {spec[:100]!r} is not a usable path: {getattr(e, 'strerror', None) or e}") from None
+    if kind != "stock" and not exists:
         raise ModelError(f"unknown model {spec!r}: it does not exist as a file or folder, nor is it a stock model "
                          f"({', '.join(configs.STOCK_NAMES)}) nor an existing checkpoint folder, Spleeter JSON config "
                          "or model file")
@@ -139,7 +143,7 @@ def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None
 
         cfg = read_model_config(path) if config is None else configs.load(config)
         return ModelSource("safetensors", spec, cfg, path, config_spec=config)
-    if path.suffix.lower() == ".json" and path.is_file() and config is None:
+    if path.suffix.lower() == ".json" and not path.is_dir() and config is None:  # read_regular refuses a FIFO
         return _spleeter_json(spec, path)
     if path.is_dir():
         return ModelSource("checkpoint", spec, _folder_config(path, config), path, config_spec=config)
@@ -173,10 +177,13 @@ def _folder_config(folder: Path, config: Optional[str]) -> ModelConfig:
 def _spleeter_json(spec: str, path: Path) -> ModelSource:
     """Spleeter's `-p config.json`: the JSON is the config and its `model_dir` the checkpoint, looked up as a path
     (as given, then beside the JSON), then under $MODEL_PATH (default ./pretrained_models), then as a stock name."""
+    from .files import read_regular
+
+    text = read_regular(path, "Spleeter config", configs.MAX_CONFIG_BYTES)  # regular files only, size checked
     try:
-        params = json.loads(path.read_text(encoding="utf-8"))
+        params = json.loads(text.decode("utf-8"))
         model_dir = str(params["model_dir"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ModelError(f"cannot read model_dir from Spleeter config {path}: {type(e).__name__}: {e}") from None
     cfg = configs.load(spec)
     spleeter_home = os.environ.get("MODEL_PATH") or "pretrained_models"

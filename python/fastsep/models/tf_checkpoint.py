@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from .files import MAX_MODEL_BYTES, open_regular, read_regular
 
 _MAGIC = 0xDB4775248B80FB57
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 19: np.float16}
@@ -26,6 +28,8 @@ _MAX_KEY = 1024
 _MAX_RANK = 32
 _MAX_DIM = (1 << 31) - 1
 _MAX_SHARDS = 1024
+_MAX_INDEX_BYTES = 64 << 20  # Spleeter's indexes are a few kB
+_MAX_SHARD_BYTES = 1 << 62  # shards are mapped, never read whole: what entries claim is capped instead
 # BundleEntryProto field -> protobuf wire type (0 varint, 2 length-delimited, 5 fixed32)
 _ENTRY_WIRE = {1: 0, 2: 2, 3: 0, 4: 0, 5: 0, 6: 5, 7: 2}
 
@@ -170,10 +174,17 @@ def _unmask(masked: int) -> int:
 
 
 def _prefix_from_checkpoint_file(folder: Path) -> Path | None:
-    """The prefix the folder's `checkpoint` text file names, when it names an existing index."""
+    """The prefix the folder's `checkpoint` text file names, when it names an existing index. A `checkpoint` that
+    is not a regular file (a FIFO would block) is a ModelError."""
+    path = folder / "checkpoint"
     try:
-        with open(folder / "checkpoint", "rb") as f:
-            text = f.read(1 << 16).decode("utf-8", errors="replace")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ModelError(f"checkpoint file {path} is not a regular file (a FIFO, socket or device): refused")
+    except (OSError, ValueError):  # no such file, a name too long for the filesystem, a NUL in it
+        return None
+    try:
+        with open_regular(path, "checkpoint file", _MAX_SHARD_BYTES) as (f, _):
+            text = f.read(1 << 16).decode("utf-8", errors="replace")  # a few lines; never the whole of a big file
         m = re.search(r'model_checkpoint_path:\s*"([^"]+)"', text)
         if not m:
             return None
@@ -181,7 +192,7 @@ def _prefix_from_checkpoint_file(folder: Path) -> Path | None:
         if not (prefix.is_absolute() and Path(f"{prefix}.index").is_file()):
             prefix = folder / prefix.name
         return prefix if Path(f"{prefix}.index").is_file() else None
-    except (OSError, ValueError):  # no such file, a name too long for the filesystem, a NUL in it
+    except (OSError, ValueError, ModelError):  # unreadable, or a name in it too long or with a NUL: use the index
         return None
 
 
@@ -205,18 +216,19 @@ def read_checkpoint(folder: str | os.PathLike, verify: bool = True) -> dict[str,
     """All variables of the checkpoint in `folder`, by name. Errors name the file and what is wrong."""
     prefix = checkpoint_prefix(folder)
     index_path = Path(str(prefix) + ".index")
+    data = read_regular(index_path, "checkpoint index", _MAX_INDEX_BYTES)
     try:
-        entries, num_shards = _read_index(index_path.read_bytes())
+        entries, num_shards = _read_index(data)
     except (ValueError, struct.error) as e:  # UnicodeDecodeError is a ValueError
         raise ModelError(f"corrupt checkpoint index {index_path}: {e}") from None
-    except OSError as e:
-        raise ModelError(f"cannot read {index_path}: {e.strerror}") from None
 
     try:
         shards = _check_entries(entries, prefix, num_shards, index_path)
         return {name: _tensor(shards[e["shard"]], name, e, verify) for name, e in entries.items()}
     except OSError as e:
         raise ModelError(f"cannot read checkpoint data: {e.strerror or e}") from None
+    except MemoryError:
+        raise ModelError(f"checkpoint {prefix}: its variables do not fit in memory") from None
 
 
 def _shard_name(prefix: Path, shard: int, num_shards: int) -> str:
@@ -227,11 +239,12 @@ def _open_shard(prefix: Path, shard: int, num_shards: int) -> np.ndarray:
     if shard >= num_shards:
         raise ModelError(f"checkpoint {prefix}.index names data shard {shard} of {num_shards}")
     path = prefix.with_name(_shard_name(prefix, shard, num_shards))
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ModelError(f"checkpoint data file {path} is missing")
-    if path.stat().st_size == 0:
-        raise ModelError(f"checkpoint data file {path} is empty")
-    return np.memmap(path, dtype=np.uint8, mode="r")
+    with open_regular(path, "checkpoint data file", _MAX_SHARD_BYTES) as (f, size):
+        if size == 0:
+            raise ModelError(f"checkpoint data file {path} is empty")
+        return np.memmap(f, dtype=np.uint8, mode="r", shape=(size,))  # the mapping outlives the descriptor
 
 
 def _check_entries(entries: dict, prefix: Path, num_shards: int, index_path: Path) -> dict[int, np.ndarray]:
@@ -254,6 +267,8 @@ def _check_entries(entries: dict, prefix: Path, num_shards: int, index_path: Pat
         used[shard] = used.get(shard, 0) + e["size"]
         if used[shard] > shards[shard].shape[0]:
             raise ModelError(f"checkpoint {index_path}: its variables claim more bytes than {where} holds")
+        if sum(used.values()) > MAX_MODEL_BYTES:  # a sparse data file can claim any size without holding it
+            raise ModelError(f"checkpoint {index_path}: its variables claim more than {MAX_MODEL_BYTES >> 30} GiB")
     return shards
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .files import atomic_path
+from .files import atomic_path, open_regular, reopen_path
 from .unet_spec import layer_names  # noqa: F401 - the checkpoint names live with the network description
 
 FORMAT = "fastsep-model-1"
@@ -73,13 +73,12 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
     """The config stored in a fastsep model file, without reading its weights."""
     from safetensors import SafetensorError, safe_open
 
-    if not Path(path).is_file():
-        raise ModelError(f"model file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
+    with open_regular(path, "model file") as (file, _):
+        try:
+            with safe_open(reopen_path(file, path), framework="numpy") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
     return _stored_config(meta, path)
 
 
@@ -97,18 +96,22 @@ def load_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, np.
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
-    cfg = _stored_config(meta, path)
-    unreadable = sorted(dtypes - _READABLE_DTYPES)
-    if unreadable:
-        raise ModelError(f"{path} holds {unreadable[0]} tensors: fastsep model files hold float32 variables")
-    try:
-        variables = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
+    with open_regular(path, "model file") as (file, _):  # a FIFO or device never reaches safetensors
+        name = reopen_path(file, path)
+        try:
+            with safe_open(name, framework="numpy") as f:
+                meta = f.metadata() or {}
+                dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
+        cfg = _stored_config(meta, path)
+        unreadable = sorted(dtypes - _READABLE_DTYPES)
+        if unreadable:
+            raise ModelError(f"{path} holds {unreadable[0]} tensors: fastsep model files hold float32 variables")
+        try:
+            variables = load_file(name)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelError(f"cannot read fastsep model file {path}: {_reason(e)}") from None
+        except MemoryError:
+            raise ModelError(f"fastsep model file {path}: its variables do not fit in memory") from None
     return cfg, check_variables(variables, cfg, str(path))

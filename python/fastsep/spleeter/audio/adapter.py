@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import importlib
-import os
 import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from ... import audio
+from .._args import as_path, native_order
 from .._errors import SpleeterError, spleeter_errors
 from . import codec_name
 
@@ -60,19 +60,42 @@ class FastsepAudioAdapter(AudioAdapter):
              sample_rate: float | None = None, dtype=np.float32) -> tuple[np.ndarray, int]:
         """Every channel of the file, from `offset` for `duration` seconds (None: from the start, to the end), at
         `sample_rate` (None: the file's own), as `dtype` (a NumPy dtype or Spleeter's b"float32")."""
-        dtype = np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype)
-        with spleeter_errors():
-            waveform, rate = audio.load(os.fsdecode(audio_descriptor), offset=offset or 0.0, duration=duration,
-                                        sample_rate=sample_rate, max_channels=None)
-        return waveform.astype(dtype, copy=False), rate
+        path = as_path(audio_descriptor, "audio_descriptor")
+        try:
+            dtype = np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            raise SpleeterError(f"dtype {dtype!r} is not a NumPy dtype") from None
+        rate = None if sample_rate is None else _rate(sample_rate)
+        with spleeter_errors(f"cannot load {path}"):
+            waveform, rate = audio.load(path, offset=offset or 0.0, duration=duration, sample_rate=rate,
+                                        max_channels=None)
+            return waveform.astype(dtype, copy=False), rate
 
     def save(self, path, data: np.ndarray, sample_rate: float, codec=None, bitrate: str | None = None) -> None:
         """Write `data` (samples, channels) to `path`; the codec defaults to the extension's, wav is 16-bit as
-        Spleeter's. An existing file is replaced, as Spleeter does."""
-        with spleeter_errors():
-            report = audio.save(os.fsdecode(path), data, int(sample_rate), codec=codec_name(codec) if codec else None,
+        Spleeter's. An existing file is replaced, as Spleeter does. NaN or Inf samples, an empty array and anything
+        that is not numeric (samples, channels) are refused (SpleeterError); nothing is written then."""
+        target = as_path(path, "path")
+        rate = _rate(sample_rate)
+        with spleeter_errors(f"cannot save {target}"):
+            report = audio.save(target, native_order(data), rate, codec=codec_name(codec) if codec else None,
                                 bitrate=bitrate or "128k")
         warn_clipped(report.path, report.clipped, report.peak)
+
+
+#: Sample rates a file may have (FFmpeg's encoders and libsoxr take these).
+MAX_RATE = 768_000
+
+
+def _rate(sample_rate) -> int:
+    """A sample rate argument as a positive int (Spleeter passes floats); SpleeterError otherwise."""
+    try:
+        rate = float(sample_rate)
+    except (TypeError, ValueError):
+        raise SpleeterError(f"sample_rate must be a number of Hz, not {sample_rate!r:.40}") from None
+    if not (rate == rate and 1 <= rate <= MAX_RATE and rate == int(rate)):
+        raise SpleeterError(f"sample_rate must be a whole number of Hz from 1 to {MAX_RATE}, not {sample_rate!r:.40}")
+    return int(rate)
 
 
 def warn_clipped(path, clipped: int, peak: float) -> None:
