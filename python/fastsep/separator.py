@@ -21,6 +21,8 @@ def _as_float_waveform(x) -> np.ndarray:
         raise InputError("device arrays need the GPU pipeline: use a .engine model, backend='tensorrt' or "
                          "backend='torch' on a machine with a GPU")
     x = np.asarray(x)
+    if not x.dtype.isnative:  # big-endian samples are samples: their native-order twin
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype == np.int16:
         x = x.astype(np.float32) / 32768.0
     elif x.dtype == np.int32:
