@@ -390,11 +390,12 @@ void Pipeline::synthesize_row(const Slot& slot, int s, int ch, int64_t length) {
     const float eps_over_n = dsp::epsilon_over_n(S_);
     const bool average = cfg_.mask_extension == dsp::MaskExtension::Average;
     const int64_t tail_len = N_ - H_;
-    thread_local std::vector<float> acc, total, frames;
+    thread_local std::vector<float> acc, total, mask, frames;
     thread_local std::vector<cfloat> masked;
     thread_local std::vector<const float*> rows;
     acc.assign(size_t(count) * H_ + tail_len, 0.0f);
     total.resize(F);
+    mask.resize(F);
     frames.resize(size_t(count) * N_);
     masked.resize(size_t(kFrameBlock) * K_);
     rows.resize(S_);
@@ -405,6 +406,22 @@ void Pipeline::synthesize_row(const Slot& slot, int s, int ch, int64_t length) {
     };
     const cfloat* spectrum = slot.spectrum.data() + ch * span * K_;
     const float inv_n = 1.0f / static_cast<float>(N_);
+    // Output blocks [b_lo, b_hi) of H samples, in dsp.inverse_frames' order (each sums the newest frame first), so
+    // that the result is the NumPy reference's to the last bit where the FFTs agree; block b needs frames b-3..b,
+    // still in cache right after their inverse FFT.
+    const int hops = N_ / H_;
+    auto overlap_add = [&](int64_t b_lo, int64_t b_hi) {
+        for (int64_t b = b_lo; b < b_hi; ++b) {
+            float* a = acc.data() + b * H_;
+            for (int j = 0; j < hops; ++j) {
+                const int64_t fl = b - j;
+                if (fl < 0 || fl >= count) continue;
+                const float* r = frames.data() + fl * N_ + int64_t(j) * H_;
+                const float* w = synthesis_window_.data() + int64_t(j) * H_;
+                for (int n = 0; n < H_; ++n) a[n] += r[n] * w[n];
+            }
+        }
+    };
     bool finite = true;
     for (int64_t b0 = 0; b0 < count; b0 += kFrameBlock) {
         const int64_t nb = std::min<int64_t>(kFrameBlock, count - b0);
@@ -412,38 +429,51 @@ void Pipeline::synthesize_row(const Slot& slot, int s, int ch, int64_t length) {
         for (int64_t k = 0; k < nb; ++k) {
             const int64_t fl = b0 + k;
             for (int j = 0; j < S_; ++j) rows[j] = estimate_row(j, fl);
-            for (int f = 0; f < F; ++f) total[f] = dsp::stem_power(rows[0][f], p);
-            for (int j = 1; j < S_; ++j)
-                for (int f = 0; f < F; ++f) total[f] += dsp::stem_power(rows[j][f], p);
-            const cfloat* x = spectrum + fl * K_;
-            cfloat* out = masked.data() + k * K_;
-            const float* y = rows[s];
-            double sum = 0.0;
-            for (int f = 0; f < F; ++f) {
-                finite &= total[f] <= FLT_MAX;
-                const float m = dsp::ratio_mask(dsp::stem_power(y[f], p), total[f], eps_over_n);
-                out[f] = cfloat(x[f].real() * m, x[f].imag() * m);
-                sum += m;
+            // loops free of branches and reductions, so that they vectorise
+            if (p == 2.0f) {
+                for (int f = 0; f < F; ++f) total[f] = rows[0][f] * rows[0][f];
+                for (int j = 1; j < S_; ++j)
+                    for (int f = 0; f < F; ++f) total[f] += rows[j][f] * rows[j][f];
+                const float* y = rows[s];
+                for (int f = 0; f < F; ++f) mask[f] = (y[f] * y[f] + eps_over_n) / (total[f] + dsp::kEpsilon);
+            } else {
+                for (int f = 0; f < F; ++f) total[f] = dsp::stem_power(rows[0][f], p);
+                for (int j = 1; j < S_; ++j)
+                    for (int f = 0; f < F; ++f) total[f] += dsp::stem_power(rows[j][f], p);
+                const float* y = rows[s];
+                for (int f = 0; f < F; ++f)
+                    mask[f] = dsp::ratio_mask(dsp::stem_power(y[f], p), total[f], eps_over_n);
             }
-            const float mean = average ? static_cast<float>(sum / F) : 0.0f;
-            for (int f = F; f < K_; ++f) out[f] = cfloat(x[f].real() * mean, x[f].imag() * mean);
+            int bad = 0;
+            for (int f = 0; f < F; ++f) bad |= !(total[f] <= FLT_MAX);
+            finite &= !bad;
+            const float* __restrict xr = reinterpret_cast<const float*>(spectrum + fl * K_);  // (re, im) pairs
+            float* __restrict out = reinterpret_cast<float*>(masked.data() + k * K_);
+            for (int f = 0; f < F; ++f) {
+                out[2 * f] = xr[2 * f] * mask[f];
+                out[2 * f + 1] = xr[2 * f + 1] * mask[f];
+            }
+            float mean = 0.0f;
+            if (average) {  // the mean of the F masks, summed in 8 lanes of double
+                double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int f = 0;
+                for (; f + 8 <= F; f += 8)
+                    for (int l = 0; l < 8; ++l) lanes[l] += mask[f + l];
+                for (; f < F; ++f) lanes[0] += mask[f];
+                double sum = 0.0;
+                for (double v : lanes) sum += v;
+                mean = static_cast<float>(sum / F);
+            }
+            for (int f = F; f < K_; ++f) {
+                out[2 * f] = xr[2 * f] * mean;
+                out[2 * f + 1] = xr[2 * f + 1] * mean;
+            }
         }
-        // 4. inverse FFT; the synthesis window (with 2/3) below
+        // 4. inverse FFT, synthesis window (with 2/3), overlap-add of the output blocks these frames complete
         irfft_rows(N_, nb, masked.data(), K_, frames.data() + b0 * N_, N_, inv_n);
+        overlap_add(b0, b0 + nb);
     }
-    // overlap-add in dsp.inverse_frames' order (each block of H samples sums the newest frame first), so that the
-    // result is the NumPy reference's to the last bit where the FFTs agree
-    const int hops = N_ / H_;
-    for (int64_t b = 0; b < count + hops - 1; ++b) {
-        float* a = acc.data() + b * H_;
-        for (int j = 0; j < hops; ++j) {
-            const int64_t fl = b - j;
-            if (fl < 0 || fl >= count) continue;
-            const float* r = frames.data() + fl * N_ + int64_t(j) * H_;
-            const float* w = synthesis_window_.data() + int64_t(j) * H_;
-            for (int n = 0; n < H_; ++n) a[n] += r[n] * w[n];
-        }
-    }
+    overlap_add(count, count + N_ / H_ - 1);  // the blocks only earlier frames reach: the tail
     if (!finite) throw InputError("non-finite estimates");
     float* tail = tails_.data() + (int64_t(s) * 2 + ch) * tail_len;
     for (int64_t j = 0; j < tail_len; ++j) acc[j] += tail[j];
