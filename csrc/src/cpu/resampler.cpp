@@ -43,26 +43,48 @@ double bessel_i0(double x) {
     return sum;
 }
 
-// Dot products of one coefficient row with NC channels' runs of input, kLane independent partial sums each: the
-// compiler vectorises them without -ffast-math, and kLane / 8 chains per channel hide the FMA latency. The sums are
-// reduced in a fixed order, so an output depends on its inputs alone, never on the block sizes.
+// Dot products of one coefficient row with NC channels' runs of input, kLane independent partial sums each (in
+// registers: GCC's vector extensions, 8 floats, one AVX register or two SSE ones; four chains per channel hide the
+// add or FMA latency). The sums are reduced in a fixed order, so an output depends on its inputs alone, never on
+// the block sizes.
+#if defined(__GNUC__)
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned loads
+
 template <int NC>
 inline __attribute__((always_inline)) void dot_rows(const float* __restrict c, const float* const* x, int64_t n,
                                                     float* res) {
-    float acc[NC][kLane] = {};
-    const float* __restrict xs[NC];
-    for (int ch = 0; ch < NC; ++ch) xs[ch] = x[ch];
-    for (int64_t j = 0; j < n; j += kLane)
-        for (int ch = 0; ch < NC; ++ch)
-            for (int u = 0; u < kLane; ++u) acc[ch][u] += c[j + u] * xs[ch][j + u];
+    static_assert(kLane == 32, "four vectors of 8 per step");
+    v8 acc[NC][4] = {};
+    for (int64_t j = 0; j < n; j += kLane) {
+        const v8 c0 = *reinterpret_cast<const v8u*>(c + j), c1 = *reinterpret_cast<const v8u*>(c + j + 8);
+        const v8 c2 = *reinterpret_cast<const v8u*>(c + j + 16), c3 = *reinterpret_cast<const v8u*>(c + j + 24);
+        for (int ch = 0; ch < NC; ++ch) {
+            const float* xs = x[ch] + j;
+            acc[ch][0] += c0 * *reinterpret_cast<const v8u*>(xs);
+            acc[ch][1] += c1 * *reinterpret_cast<const v8u*>(xs + 8);
+            acc[ch][2] += c2 * *reinterpret_cast<const v8u*>(xs + 16);
+            acc[ch][3] += c3 * *reinterpret_cast<const v8u*>(xs + 24);
+        }
+    }
     for (int ch = 0; ch < NC; ++ch) {
-        float* a = acc[ch];
-        for (int u = 0; u < 16; ++u) a[u] += a[u + 16];
-        for (int u = 0; u < 8; ++u) a[u] += a[u + 8];
-        for (int u = 0; u < 4; ++u) a[u] += a[u + 4];
-        res[ch] = (a[0] + a[2]) + (a[1] + a[3]);
+        const v8 v = (acc[ch][0] + acc[ch][2]) + (acc[ch][1] + acc[ch][3]);
+        res[ch] = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
     }
 }
+#else
+template <int NC>
+inline void dot_rows(const float* c, const float* const* x, int64_t n, float* res) {
+    for (int ch = 0; ch < NC; ++ch) {
+        float acc[kLane] = {};
+        for (int64_t j = 0; j < n; j += kLane)
+            for (int u = 0; u < kLane; ++u) acc[u] += c[j + u] * x[ch][j + u];
+        for (int w = kLane / 2; w > 0; w /= 2)
+            for (int u = 0; u < w; ++u) acc[u] += acc[u + w];
+        res[ch] = acc[0];
+    }
+}
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define FASTSEP_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -235,15 +257,23 @@ void Resampler::process(const float* in, int64_t frames, std::vector<float>& out
         s.emitted += frames;
         return;
     }
-    for (int ch = 0; ch < C; ++ch) {
-        auto& b = s.buf[ch];
-        const size_t old = b.size();
-        b.resize(old + static_cast<size_t>(frames));
-        float* d = b.data() + old;
-        for (int64_t t = 0; t < frames; ++t) d[t] = in[t * C + ch];
+    // in pieces, so the planar history stays small (cache) however long the block
+    constexpr int64_t kPiece = 8192;
+    out.reserve(out.size() + static_cast<size_t>(
+                                 (output_length(s.received + frames, s.in_rate, s.out_rate) - s.emitted + 1) * C));
+    for (int64_t at = 0; at < frames; at += kPiece) {
+        const int64_t m = std::min(kPiece, frames - at);
+        const float* src = in + at * C;
+        for (int ch = 0; ch < C; ++ch) {
+            auto& b = s.buf[ch];
+            const size_t old = b.size();
+            b.resize(old + static_cast<size_t>(m));
+            float* d = b.data() + old;
+            for (int64_t t = 0; t < m; ++t) d[t] = src[t * C + ch];
+        }
+        s.received += m;
+        s.run(s.received, INT64_MAX, out);
     }
-    s.received += frames;
-    s.run(s.received, INT64_MAX, out);
 }
 
 void Resampler::finish(std::vector<float>& out) {
