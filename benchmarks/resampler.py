@@ -3,7 +3,7 @@
     python benchmarks/resampler.py [--seconds 60] [--rounds 5] [--block 4096]
 
 --seconds of stereo float32 noise, 48 kHz -> 44.1 kHz and 44.1 kHz -> 48 kHz, one thread, in times real time
-(seconds of audio per second of compute), fastest of --rounds: fastsep whole (one process call and finish),
+(seconds of audio per second of CPU time), fastest of --rounds: fastsep whole (one process call and finish),
 fastsep streamed in --block frame blocks, and python-soxr's soxr.resample at quality VHQ (what fastsep.resample
 uses) and HQ. Other work on the machine skews the numbers: the load average is printed with the CPU.
 """
@@ -36,11 +36,12 @@ def cpu_lines() -> list[str]:
 
 
 def best(fn, rounds: int) -> float:
+    """The fastest round's CPU time of this process (less skewed than wall time by other work on the machine)."""
     times = []
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times)
 
 
