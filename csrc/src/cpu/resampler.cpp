@@ -25,7 +25,7 @@ namespace cpu {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-constexpr double kPassband = 0.913;    // passband end, of the lower Nyquist (libsoxr's very high quality uses about this)
+constexpr double kPassband = 0.913;    // passband end, of the lower Nyquist (about libsoxr VHQ's)
 constexpr double kAttenuation = 140.0;  // dB: about float32's own floor for full-scale audio
 constexpr int kLane = 32;               // taps per row are a multiple of this: 32 independent sums in the dot product
 constexpr int64_t kMaxTable = int64_t(1) << 21;  // coefficients in a precomputed table (8 MiB)
