@@ -12,7 +12,8 @@ from fastsep import _cpu
 from fastsep.resample import converted_length
 
 RATES = [8000, 16000, 22050, 32000, 48000, 88200, 96000, 192000]
-PAIRS = [(r, 44100) for r in RATES] + [(44100, r) for r in RATES]
+# (192000, 8000): a step of more than 8 frames, one output at a time; (44100, 44101): rows computed per output
+PAIRS = [(r, 44100) for r in RATES] + [(44100, r) for r in RATES] + [(192000, 8000), (44100, 44101)]
 
 
 def convert(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_sine_in_passband_keeps_amplitude_and_phase(rate_in, rate_out, fraction)
 
 
 @pytest.mark.parametrize("rate_in,rate_out", [(48000, 44100), (44100, 8000), (96000, 44100), (192000, 44100),
-                                              (44100, 22050), (88200, 44100)])
+                                              (44100, 22050), (88200, 44100), (192000, 8000)])
 @pytest.mark.parametrize("fraction", [1.02, 1.1, 1.5])
 def test_sine_above_lower_nyquist_is_removed(rate_in, rate_out, fraction):
     f = fraction * rate_out / 2
@@ -92,7 +93,7 @@ def test_round_trip_48k_44k1_48k():
 
 
 @pytest.mark.parametrize("rate_in,rate_out,channels", [(48000, 44100, 2), (44100, 48000, 1), (8000, 44100, 3),
-                                                       (44100, 44101, 2), (44100, 44100, 2)])
+                                                       (192000, 8000, 2), (44100, 44101, 2), (44100, 44100, 2)])
 def test_blocks_give_the_same_bits(rate_in, rate_out, channels):
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (6000, channels)).astype(np.float32)

@@ -254,7 +254,8 @@ int main() {
                 for (int c = 0; c < C; ++c) v[t * C + c] = float(0.5 * std::sin(2 * kPi * f * double(t) / rate + 0.3));
             return v;
         };
-        for (auto [a, b] : {std::pair{48000, 44100}, {44100, 48000}, {8000, 44100}, {44100, 8000}, {44100, 44101}}) {
+        for (auto [a, b] : {std::pair{48000, 44100}, {44100, 48000}, {8000, 44100}, {44100, 8000}, {192000, 8000},
+                              {44100, 44101}}) {
             Resampler r(a, b, 2);
             const double f = 0.9 * std::min(a, b) / 2;
             const auto y = resample(r, tone(a / 2, 2, f, a), 0);
