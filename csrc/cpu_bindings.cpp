@@ -5,7 +5,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -229,11 +228,12 @@ PYBIND11_MODULE(_cpu, m) {
         "A whole song (L, 2) float32 -> (stems, L, 2) float32; progress(done, total) after each chunk's network");
 
     // streaming sample-rate conversion (docs/architecture.md §4.7)
-    auto frames_array = [](std::vector<float>& v, int channels) {
+    auto frames_array = [](std::vector<float>& v, int channels) {  // the array takes over the vector (no copy)
         const py::ssize_t m = static_cast<py::ssize_t>(v.size() / size_t(channels));
-        py::array_t<float> out({m, py::ssize_t(channels)});
-        if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(float));
-        return out;
+        if (m == 0) return py::array_t<float>(std::vector<py::ssize_t>{0, py::ssize_t(channels)});
+        auto* owned = new std::vector<float>(std::move(v));
+        py::capsule free_it(owned, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+        return py::array_t<float>(std::vector<py::ssize_t>{m, py::ssize_t(channels)}, owned->data(), free_it);
     };
     py::class_<cpu::Resampler>(m, "Resampler", py::module_local())
         .def(py::init<int, int, int>(), py::arg("in_rate"), py::arg("out_rate"), py::arg("channels"))
