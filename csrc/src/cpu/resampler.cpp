@@ -7,13 +7,15 @@
 // stopband starts there, so nothing aliases into the band kept). The L rows h(p / L - i) are computed in double
 // once and stored as float, zero-padded at the front to a multiple of kLane taps so the dot product needs no
 // remainder loop; the input is kept planar (one run of frames per channel) with the history the next output needs,
-// so the output does not depend on how the input is cut into blocks. Ratios with very many phases (44100 -> 44101)
-// compute each output's row from a finely sampled kernel instead of a table (linear interpolation in double).
+// so the output does not depend on how the input is cut into blocks. Frames k (even) and k + 1 are computed
+// together over one window of input, each row stored shifted to its place in it, so the input loads are shared.
+// Steps of more than 8 input frames go one frame at a time; ratios with very many phases (44100 -> 44101) compute
+// each output's row from a finely sampled kernel instead of a table (linear interpolation in double).
 #include "fastsep/cpu/resampler.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <memory>
 #include <numeric>
 #include <string>
 
@@ -27,7 +29,7 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kPassband = 0.913;    // passband end, of the lower Nyquist (about libsoxr VHQ's)
 constexpr double kAttenuation = 140.0;  // dB: about float32's own floor for full-scale audio
-constexpr int kLane = 32;               // taps per row are a multiple of this: 32 independent sums in the dot product
+constexpr int kLane = 32;               // taps per row are a multiple of this: whole vector steps, no remainder
 constexpr int64_t kMaxTable = int64_t(1) << 21;  // coefficients in a precomputed table (8 MiB)
 constexpr int kFine = 4096;             // kernel samples per sinc zero-crossing spacing without a table
 
@@ -264,7 +266,8 @@ Resampler::Resampler(int in_rate, int out_rate, int channels) : state_(nullptr) 
                               " -> " + std::to_string(out_rate));
     if (channels < 1 || channels > 64)
         throw InvalidArgument("resampler: channels must be in [1, 64], got " + std::to_string(channels));
-    State* s = new State;
+    std::unique_ptr<State> owner(new State);
+    State* s = owner.get();
     s->in_rate = in_rate;
     s->out_rate = out_rate;
     s->channels = channels;
@@ -313,7 +316,7 @@ Resampler::Resampler(int in_rate, int out_rate, int channels) : state_(nullptr) 
     }
     if (!s->copy) s->hist = s->pairs.empty() ? s->taps - s->K : s->ptaps - s->K - s->dmax;
     s->clear();
-    state_ = s;
+    state_ = owner.release();
 }
 
 Resampler::~Resampler() { delete state_; }
