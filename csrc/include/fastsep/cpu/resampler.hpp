@@ -22,9 +22,10 @@ public:
     int channels() const noexcept;
 
     // Append to `out` the output frames that `frames` more input frames complete (interleaved, channels each).
+    // StateError after finish (until reset).
     void process(const float* in, int64_t frames, std::vector<float>& out);
     // The input has ended: append the rest, so that the output holds exactly output_length(input frames) frames
-    // in all (the filter's tail is trimmed or zero-padded to that).
+    // in all (the filter's tail is trimmed or zero-padded to that). StateError when called twice (until reset).
     void finish(std::vector<float>& out);
     // Start a new stream (the filter's state is cleared).
     void reset();
