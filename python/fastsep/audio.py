@@ -3,7 +3,7 @@
 Spleeter (docs/spec.md) pipes the ``ffmpeg`` command line: decode with ``-ar 44100``, trim with output-side
 ``-ss``/``-t`` (decode from the start and drop), keep the native channel layout (which the separator cuts to the
 first two channels; :class:`Decoder` keeps only those as it decodes).  :class:`Decoder` does the same in blocks,
-converting rates with fastsep.resample's streaming resampler (libsoxr, far closer to exact than swresample's
+converting rates with fastsep.resample's streaming resampler (fastsep._cpu.Resampler, far closer to exact than swresample's
 default filter; 44.1 kHz input, the parity case, is not resampled at all).  :class:`StemWriter` encodes wav
 (16/24-bit PCM or float), flac, mp3, ogg (Vorbis), opus, m4a (AAC) and wma block by block into a hidden temporary
 file in the destination folder that is renamed into place only when complete; :func:`save` writes a whole array.
@@ -251,7 +251,7 @@ class Decoder:
     Opening checks the file (InputError with a one-line reason); :meth:`blocks` yields float32 ``(n, channels)``
     arrays of at least ``block_samples`` samples (the last may be shorter) and reports, at the end, a file that
     decoded only in part (see :func:`load`). The first ``max_channels`` channels are kept (None: all); rates are
-    converted by fastsep.resample's streaming resampler (libsoxr)."""
+    converted by fastsep.resample's streaming resampler (fastsep._cpu.Resampler)."""
 
     def __init__(self, path, offset: float = 0.0, duration: float | None = None, sample_rate: int | None = None,
                  stream: int = 0, max_channels: int | None = 2, on_warning: Callable[[str], None] | None = None,
@@ -479,7 +479,7 @@ def load(path, offset: float = 0.0, duration: float | None = None, sample_rate: 
          on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
     """Decode audio stream ``stream`` of ``path`` to float32 ``(n, channels)``.
 
-    ``sample_rate=None`` keeps the native rate; otherwise the streaming resampler (libsoxr) converts.
+    ``sample_rate=None`` keeps the native rate; otherwise the streaming resampler (fastsep._cpu.Resampler) converts.
     ``offset``/``duration`` in seconds select a part (``duration=None``: to the end).  The first ``max_channels``
     channels are kept (2: what the separator uses, as Spleeter's ``to_stereo``; None: all).  Returns
     ``(samples, rate)``.  Raises InputError with a one-line reason for anything that cannot be decoded, yields no
@@ -519,7 +519,7 @@ def _shortfall(path: str, end: float, declared: float | None, stopped: str | Non
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample float32 ``(n, channels)`` with the streaming resampler (libsoxr), to round(n * rate_out / rate_in)
+    """Resample float32 ``(n, channels)`` with the streaming resampler (fastsep._cpu.Resampler), to round(n * rate_out / rate_in)
     samples."""
     return _resample.resample(np.asarray(x, dtype=np.float32), rate_in, rate_out)
 

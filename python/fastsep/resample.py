@@ -1,25 +1,16 @@
-"""Sample-rate conversion: one streaming resampler (libsoxr, very high quality) for whole arrays and for blocks.
+"""Sample-rate conversion: one streaming resampler for whole arrays and for blocks.
 
-The decoder, the separator's input and its stems all convert through `StreamResampler`. Its output does not depend
-on how the input is cut into blocks (soxr keeps the filter state), so a song resampled whole and the same song
-streamed block by block are bit-identical; soxr also compensates its filter delay.
+The decoder, the separator's input and its stems all convert through `StreamResampler`, which runs fastsep's own
+C++ resampler (fastsep._cpu.Resampler, docs/architecture.md §4.7: polyphase Kaiser-windowed sinc, 140 dB, aligned
+so that output frame k is input time k*in/out; the C API uses the same one). Its output does not depend on how the
+input is cut into blocks, so a song resampled whole and the same song streamed block by block are bit-identical.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import MissingDependencyError
-
-QUALITY = "VHQ"  # 48k -> 44.1k -> 48k keeps about 134 dB below 19 kHz
-
-
-def _soxr():
-    try:
-        import soxr
-    except ModuleNotFoundError:
-        raise MissingDependencyError("soxr", "audio", "Sample-rate conversion") from None
-    return soxr
+from .errors import InputError
 
 
 class StreamResampler:
@@ -34,13 +25,22 @@ class StreamResampler:
         self.emitted = 0
         self._stream = None
         if self.rate_in != self.rate_out:
-            self._stream = _soxr().ResampleStream(self.rate_in, self.rate_out, self.channels, dtype="float32",
-                                                  quality=QUALITY)
+            from . import _cpu
+
+            try:
+                self._stream = _cpu.Resampler(self.rate_in, self.rate_out, self.channels)
+            except ValueError as e:
+                raise InputError(f"cannot convert {self.rate_in} Hz to {self.rate_out} Hz: {e}") from None
 
     def process(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The output samples that `x` completes (all that are left when `last`)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        y = x if self._stream is None else self._stream.resample_chunk(x, last=last)
+        if self._stream is None:
+            y = x
+        else:
+            y = self._stream.process(x)
+            if last:
+                y = np.concatenate([y, self._stream.finish()])
         if self.length is not None:
             y = y[:max(self.length - self.emitted, 0)]
             if last and self.emitted + y.shape[0] < self.length:
