@@ -508,10 +508,11 @@ FASTSEP_API int64_t fastsep_latency(const fastsep_separator* separator) {
     const int64_t latency = separator->pipeline->latency();
 #if defined(FASTSEP_HAVE_RESAMPLER)
     if (separator->resampled) {
-        // the input frames whose resampled frames reach the pipeline's latency, plus what the input filter looks
-        // ahead; the output filter's look-ahead is within the first chunk's output (thousands of frames)
+        // the input resampler's output frame k sits at input frame floor(k * in / out) and is final once the
+        // input holds K = lookahead() frames more (csrc/src/cpu/resampler.cpp): frame latency - 1 must be out.
+        // The output filter's look-ahead is within the first chunk's output (thousands of frames).
         const int64_t in_rate = separator->rate, model_rate = separator->config.sample_rate;
-        return (latency * in_rate + model_rate - 1) / model_rate + separator->in_rs->lookahead();
+        return (latency - 1) * in_rate / model_rate + separator->in_rs->lookahead() + 1;
     }
 #endif
     return latency;

@@ -408,8 +408,10 @@ static void test_other_rate(int channels) {
     CHECK(all_finite(&once), "finite stems at 48 kHz");
     CHECK(stream(s, song, frames, channels, &streamed, 3) == FASTSEP_OK && stems_equal(&once, &streamed),
           "48 kHz streamed = separate");
-    CHECK(fastsep_reset(s) == FASTSEP_OK && fastsep_push(s, song, latency) == FASTSEP_OK &&
-              fastsep_available(s) > 0,
+    CHECK(fastsep_reset(s) == FASTSEP_OK && fastsep_push(s, song, latency - 1) == FASTSEP_OK &&
+              fastsep_available(s) == 0,
+          "nothing before the latency at 48 kHz");
+    CHECK(fastsep_push(s, song + (latency - 1) * channels, 1) == FASTSEP_OK && fastsep_available(s) > 0,
           "output once the latency is in at 48 kHz");
     free(once.data), free(streamed.data), free(song);
     fastsep_close(s);
