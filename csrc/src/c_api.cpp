@@ -413,7 +413,7 @@ FASTSEP_API const char* fastsep_version(void) { return FASTSEP_VERSION_STRING; }
 FASTSEP_API fastsep_status fastsep_open(const fastsep_options* options, fastsep_separator** out) {
     std::string message;
     const fastsep_status status = guarded(&message, [&]() -> Failure {
-        if (out == nullptr) throw fastsep::InvalidArgument("fastsep_open: out is NULL");
+        if (out == nullptr) throw fastsep::InvalidArgument("out is NULL");
         *out = nullptr;
         const Settings st = check_options(options);
         std::unique_ptr<fastsep_separator> s;

@@ -296,7 +296,8 @@ static void test_errors_and_recovery(fastsep_separator *s, const float *song, in
         free(big);
     }
     CHECK(fastsep_reset(s) == FASTSEP_OK, "reset after a failed song");
-    CHECK(fastsep_push(s, song, 16) == FASTSEP_OK && fastsep_finish(s) == FASTSEP_OK, "a song after the reset");
+    CHECK(fastsep_separate(s, NULL, 0, NULL) == FASTSEP_OK && fastsep_available(s) == 0, "an empty song");
+    CHECK(fastsep_reset(s) == FASTSEP_OK && fastsep_push(s, song, 16) == FASTSEP_OK && fastsep_finish(s) == FASTSEP_OK, "a song after the reset");
     CHECK(fastsep_available(s) == 16 && fastsep_pull(s, stems, 16) == FASTSEP_OK, "its stems");
 }
 
@@ -408,6 +409,10 @@ static void test_other_rate(int channels) {
     CHECK(all_finite(&once), "finite stems at 48 kHz");
     CHECK(stream(s, song, frames, channels, &streamed, 3) == FASTSEP_OK && stems_equal(&once, &streamed),
           "48 kHz streamed = separate");
+    CHECK(fastsep_separate(s, NULL, 0, NULL) == FASTSEP_OK && fastsep_available(s) == 0, "an empty song at 48 kHz");
+    CHECK(fastsep_reset(s) == FASTSEP_OK && fastsep_push(s, song, 1) == FASTSEP_OK && fastsep_finish(s) == FASTSEP_OK &&
+              fastsep_available(s) == 1,
+          "one frame in, one frame out at 48 kHz");
     CHECK(fastsep_reset(s) == FASTSEP_OK && fastsep_push(s, song, latency - 1) == FASTSEP_OK &&
               fastsep_available(s) == 0,
           "nothing before the latency at 48 kHz");
@@ -446,6 +451,28 @@ static void test_segments_and_quality(const float *song, int64_t frames, int64_t
         fastsep_close(s);
     }
     free(once.data), free(streamed.data);
+}
+
+/* device "auto" is the CPU here; bf16 runs where the CPU has it natively, else a clear ARGUMENT error */
+static void test_auto_bf16(const float *song) {
+    fastsep_options o = options_for(0, 0);
+    fastsep_separator *s = NULL;
+    fastsep_status st;
+    Stems out;
+    o.device = "auto";
+    o.precision = "bf16";
+    st = fastsep_open(&o, &s);
+    if (st == FASTSEP_OK) {
+        CHECK(stems_alloc(&out, 2, 44100 * 5, 2) && fastsep_separate(s, song, 44100 * 5, out.ptr) == FASTSEP_OK &&
+                  all_finite(&out),
+              "bf16 separates");
+        free(out.data);
+        printf("bf16: native\n");
+    } else {
+        CHECK(st == FASTSEP_ERROR_ARGUMENT && strstr(fastsep_last_error(NULL), "bf16") != NULL, "bf16 refused");
+        printf("bf16: %s\n", fastsep_last_error(NULL));
+    }
+    fastsep_close(s);
 }
 
 /* ------------------------------------------------------------------------------------------- file mode */
@@ -538,6 +565,7 @@ int main(int argc, char **argv) {
         test_segments_and_quality(song, frames, latency);
         test_other_rate(2);
         test_other_rate(1);
+        test_auto_bf16(song);
     }
     fastsep_close(s);
     free(song);
