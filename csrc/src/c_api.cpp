@@ -567,6 +567,26 @@ FASTSEP_API fastsep_status fastsep_separate(fastsep_separator* separator, const 
         if (count > 0 && frames == nullptr) throw fastsep::InvalidArgument("frames is NULL");
         if (count > 0) check_stems(s, stems);
         reset_song(s);
+        if (!s.resampled && s.channels == 2 && count > 0) {
+            // Pipeline::separate, as Separator.run: the song read in place and the stems written in place, no
+            // copies (the same stems as streaming, to the last bit: docs/architecture.md §4.7, tested)
+            require_finite(frames, 2 * count);
+            const int S = s.config.n_stems();
+            const size_t per_stem = size_t(count) * 2;
+            bool in_place = true;  // the caller's stems one after another in one buffer, as (S, count, 2)
+            for (int i = 1; i < S; ++i) in_place = in_place && stems[i] == stems[0] + size_t(i) * per_stem;
+            std::vector<float> out;
+            if (!in_place) out.resize(size_t(S) * per_stem);
+            s.failed = true;
+            s.pipeline->separate(frames, count, in_place ? stems[0] : out.data());
+            if (!in_place)
+                for (int i = 0; i < S; ++i)
+                    std::memcpy(stems[i], out.data() + size_t(i) * per_stem, sizeof(float) * per_stem);
+            s.pushed = s.released = count;
+            s.finished = true;
+            s.failed = false;
+            return kOk;
+        }
         push_frames(s, frames, count);
         finish_song(s);
         const int64_t n = available_frames(s);

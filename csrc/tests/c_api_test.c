@@ -338,6 +338,17 @@ static void test_streaming_and_threads(fastsep_separator *s, const float *song, 
     CHECK(stems_equal(&once, &streamed), "streamed again = separate, bit for bit");
     CHECK(fastsep_separate(s, song, frames, streamed.ptr) == FASTSEP_OK && stems_equal(&once, &streamed),
           "separate again after streaming gives the same stems");
+    {   /* stems that are not one buffer: the other order */
+        float *swapped[2];
+        swapped[0] = streamed.ptr[1], swapped[1] = streamed.ptr[0];
+        memset(streamed.data, 0, sizeof(float) * (size_t)(2 * frames * 2));
+        CHECK(fastsep_separate(s, song, frames, swapped) == FASTSEP_OK &&
+                  memcmp(once.ptr[0], streamed.ptr[1], sizeof(float) * (size_t)(frames * 2)) == 0 &&
+                  memcmp(once.ptr[1], streamed.ptr[0], sizeof(float) * (size_t)(frames * 2)) == 0,
+              "separate into stems in any order");
+        CHECK_FAILS(fastsep_push(s, song, 1), FASTSEP_ERROR_STATE, s);
+        CHECK(fastsep_available(s) == 0, "separate leaves nothing to pull");
+    }
 
     for (k = 0; k < 2; ++k) {
         jobs[k].song = song, jobs[k].frames = frames, jobs[k].status = FASTSEP_ERROR_INTERNAL;
