@@ -223,7 +223,11 @@ std::shared_ptr<ov::Model> read_model(const std::string& path, ModelConfig& conf
     // OpenVINO's message for a missing file is long and names its internals: say it plainly first
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (f == nullptr) throw ModelError("cannot open the model " + path + ": " + std::strerror(errno));
+    const int first = std::fgetc(f);
     std::fclose(f);
+    // An ONNX ModelProto starts with its field 1, ir_version (tag byte 0x08), as protobuf writes fields in order.
+    // Anything else is refused here: OpenVINO would try its other frontends on it, and they log to stderr.
+    if (first != 0x08) throw ModelError(path + " is not an ONNX model: give an ONNX file written by fastsep export-onnx");
     auto model = cpu::OpenVinoNetwork::read_file(path);
     if (!model) throw ModelError("OpenVINO cannot read " + path);
     const std::string json = cpu::OpenVinoNetwork::metadata(*model, "fastsep_config");

@@ -211,6 +211,16 @@ static void test_bad_options(void) {
         fclose(f);
     }
     o = options_for(0, 0), o.model = not_onnx, expect_open_fails(&o, FASTSEP_ERROR_MODEL, "a file that is not ONNX");
+    f = fopen(not_onnx, "wb");
+    if (f) fclose(f);
+    o = options_for(0, 0), o.model = not_onnx, expect_open_fails(&o, FASTSEP_ERROR_MODEL, "an empty file");
+    f = fopen(not_onnx, "wb");
+    if (f) {
+        fputs("\x08\x08 and then not protobuf at all", f);
+        fclose(f);
+    }
+    o = options_for(0, 0), o.model = not_onnx, expect_open_fails(&o, FASTSEP_ERROR_MODEL, "a damaged ONNX file");
+    o = options_for(0, 0), o.model = ".", expect_open_fails(&o, FASTSEP_ERROR_MODEL, "a folder");
     remove(not_onnx);
     f = fopen(engine, "wb");
     if (f) fclose(f);
