@@ -149,7 +149,12 @@ int main(int argc, char** argv) {
   std::printf("model: %s, %d stems, loaded in %.2f s\n", argv[1], stems, load);
   std::printf("latency: %lld frames = %.1f ms (segment_frames %d)\n", static_cast<long long>(latency),
               1000.0 * latency / rate, segment_frames);
-  std::printf("first output after %.1f ms of input\n", 1000.0 * first_output_at / rate);
+  if (first_output_at >= 0) {
+    std::printf("first output after %lld frames = %.1f ms of input\n", static_cast<long long>(first_output_at),
+                1000.0 * first_output_at / rate);
+  } else {
+    std::printf("first output at the end of the input (shorter than the latency)\n");
+  }
   std::printf("longest push: %.1f ms\n", 1000.0 * longest_push);
   std::printf("%.2f s of audio in %.2f s: real-time factor %.3f (%.1fx real time)\n", seconds, processing,
               processing / seconds, seconds / processing);
