@@ -11,13 +11,14 @@ if(NOT TARGET fastsep)
   message(STATUS "fastsep: no C library target in this build (OpenVINO not found): the C SDK is not installed")
   return()
 endif()
-if(FASTSEP_PYTHON)
-  set(_sdk_prefix_default "fastsep/")
-else()
-  set(_sdk_prefix_default "")
+# Not cached unless given (-DFASTSEP_SDK_PREFIX=...): a build folder reused with the other FASTSEP_PYTHON follows it.
+if(NOT DEFINED FASTSEP_SDK_PREFIX)
+  if(FASTSEP_PYTHON)
+    set(FASTSEP_SDK_PREFIX "fastsep/")
+  else()
+    set(FASTSEP_SDK_PREFIX "")
+  endif()
 endif()
-set(FASTSEP_SDK_PREFIX "${_sdk_prefix_default}" CACHE STRING
-    "Install folder of the C SDK under the install prefix, with a trailing slash (\"fastsep/\" in the wheel)")
 
 # One version: pyproject.toml's (scikit-build-core passes it; a plain build reads the file).
 if(DEFINED SKBUILD_PROJECT_VERSION)
@@ -34,7 +35,9 @@ set(FASTSEP_SDK_LIBRARY "${CMAKE_SHARED_LIBRARY_PREFIX}fastsep${CMAKE_SHARED_LIB
 # Programs linked against libfastsep run with an empty environment: its own rpath reaches OpenVINO's libraries.
 # In the wheel: the openvino wheel beside the package (site-packages/fastsep/lib -> site-packages/openvino/libs);
 # in a plain build: where OpenVINO was found at build time.
-if(FASTSEP_PYTHON)
+if(FASTSEP_PYTHON AND APPLE)
+  set(_sdk_rpath "@loader_path/../../openvino/libs")
+elseif(FASTSEP_PYTHON)
   set(_sdk_rpath "$ORIGIN/../../openvino/libs")
 else()
   set(_sdk_rpath "${_ov_libdir}")
