@@ -5,12 +5,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "fastsep/cpu/fft.hpp"
 #include "fastsep/cpu/pipeline.hpp"
+#include "fastsep/cpu/resampler.hpp"
 #include "fastsep/error.hpp"
 #include "fastsep/sizes.hpp"
 #if defined(FASTSEP_HAVE_OPENVINO)
@@ -225,4 +227,41 @@ PYBIND11_MODULE(_cpu, m) {
             return out;
         }, py::arg("x"), py::arg("progress") = py::none(),
         "A whole song (L, 2) float32 -> (stems, L, 2) float32; progress(done, total) after each chunk's network");
+
+    // streaming sample-rate conversion (docs/architecture.md §4.7)
+    auto frames_array = [](std::vector<float>& v, int channels) {
+        const py::ssize_t m = static_cast<py::ssize_t>(v.size() / size_t(channels));
+        py::array_t<float> out({m, py::ssize_t(channels)});
+        if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(float));
+        return out;
+    };
+    py::class_<cpu::Resampler>(m, "Resampler", py::module_local())
+        .def(py::init<int, int, int>(), py::arg("in_rate"), py::arg("out_rate"), py::arg("channels"))
+        .def_property_readonly("in_rate", &cpu::Resampler::in_rate)
+        .def_property_readonly("out_rate", &cpu::Resampler::out_rate)
+        .def_property_readonly("channels", &cpu::Resampler::channels)
+        .def_property_readonly("lookahead", &cpu::Resampler::lookahead)
+        .def("process", [frames_array](cpu::Resampler& r, const py::array& x) {
+            f32_array a = f32_array::ensure(x);
+            if (!a || a.ndim() != 2 || a.shape(1) != r.channels())
+                throw fastsep::InvalidArgument("audio must be (frames, " + std::to_string(r.channels()) +
+                                               ") float32");
+            std::vector<float> out;
+            {
+                py::gil_scoped_release nogil;
+                r.process(a.data(), a.shape(0), out);
+            }
+            return frames_array(out, r.channels());
+        }, py::arg("x"), "(n, channels) float32 -> the (m, channels) output frames it completes")
+        .def("finish", [frames_array](cpu::Resampler& r) {
+            std::vector<float> out;
+            {
+                py::gil_scoped_release nogil;
+                r.finish(out);
+            }
+            return frames_array(out, r.channels());
+        }, "the rest: the output holds output_length(input frames) frames in all")
+        .def("reset", &cpu::Resampler::reset)
+        .def_static("output_length", &cpu::Resampler::output_length, py::arg("n"), py::arg("in_rate"),
+                    py::arg("out_rate"));
 }

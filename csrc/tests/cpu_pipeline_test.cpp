@@ -8,16 +8,21 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "fastsep/cpu/pipeline.hpp"
+#include "fastsep/cpu/resampler.hpp"
 #include "fastsep/error.hpp"
 
 using fastsep::cpu::Config;
 using fastsep::cpu::Network;
 using fastsep::cpu::Pipeline;
+using fastsep::cpu::Resampler;
 
 namespace {
+constexpr double kPi = 3.14159265358979323846;
 int failures = 0, passes = 0;
 
 void check(bool ok, const std::string& what) {
@@ -105,6 +110,37 @@ std::vector<float> streamed(Pipeline& p, const std::vector<float>& x, unsigned s
     p.finish();
     drain();
     return got == n ? out : std::vector<float>();
+}
+// the whole input in one call, or in random blocks (1 frame among them), then finish
+std::vector<float> resample(Resampler& r, const std::vector<float>& x, unsigned seed) {
+    const int C = r.channels();
+    const int64_t n = static_cast<int64_t>(x.size()) / C;
+    std::vector<float> out;
+    r.reset();
+    if (seed == 0) {
+        r.process(x.data(), n, out);
+    } else {
+        std::mt19937 g(seed);
+        std::uniform_int_distribution<int64_t> block(0, 3000);
+        for (int64_t in = 0; in < n;) {
+            const int64_t k = std::min(in < 200 ? 1 : block(g), n - in);
+            r.process(x.data() + in * C, k, out);
+            in += k;
+        }
+    }
+    r.finish(out);
+    return out;
+}
+
+double sine_snr(const std::vector<float>& y, int C, double f, int rate, int64_t margin) {
+    const int64_t m = static_cast<int64_t>(y.size()) / C;
+    double num = 0, den = 0;
+    for (int64_t k = margin; k < m - margin; ++k) {
+        const double want = 0.5 * std::sin(2 * kPi * f * double(k) / rate + 0.3);
+        num += want * want;
+        den += (want - y[k * C]) * (want - y[k * C]);
+    }
+    return 10 * std::log10(num / den);
 }
 }  // namespace
 
@@ -208,6 +244,79 @@ int main() {
             });
         for (auto& t : threads) t.join();
         check(got[0] == want && got[1] == want, "two pipelines on two threads");
+    }
+    // 6. the resampler: a sine in the passband keeps amplitude and phase (delay compensated), one above the lower
+    // Nyquist is removed, blocks of any size give the same bits, exact lengths, round trip, errors
+    {
+        auto tone = [](int64_t n, int C, double f, int rate) {
+            std::vector<float> v(size_t(n) * C);
+            for (int64_t t = 0; t < n; ++t)
+                for (int c = 0; c < C; ++c) v[t * C + c] = float(0.5 * std::sin(2 * kPi * f * double(t) / rate + 0.3));
+            return v;
+        };
+        for (auto [a, b] : {std::pair{48000, 44100}, {44100, 48000}, {8000, 44100}, {44100, 8000}, {44100, 44101}}) {
+            Resampler r(a, b, 2);
+            const double f = 0.9 * std::min(a, b) / 2;
+            const auto y = resample(r, tone(a / 2, 2, f, a), 0);
+            const int64_t margin = r.lookahead() * b / a + 2;
+            const double snr = sine_snr(y, 2, f, b, margin);
+            const std::string ab = std::to_string(a) + " -> " + std::to_string(b);
+            check(snr > 120, "resampler " + ab + ": sine at 0.9 of the lower Nyquist kept (" + std::to_string(snr) +
+                                 " dB)");
+            check(y.size() == size_t(2 * Resampler::output_length(a / 2, a, b)), "resampler " + ab + ": length");
+            const auto x = music(20001, 3);
+            check(resample(r, x, 0) == resample(r, x, 11), "resampler " + ab + ": random blocks == one call");
+        }
+        {
+            Resampler r(48000, 44100, 1);
+            const auto y = resample(r, tone(48000, 1, 1.05 * 22050, 48000), 0);
+            double e = 0;
+            for (size_t k = 500; k + 500 < y.size(); ++k) e += double(y[k]) * y[k];
+            const double db = 10 * std::log10(e / double(y.size() - 1000) / 0.125);
+            check(db < -100, "resampler: a sine above the lower Nyquist is removed (" + std::to_string(db) + " dB)");
+        }
+        {
+            Resampler down(48000, 44100, 2), up(44100, 48000, 2);
+            const auto x = tone(96000, 2, 17000, 48000);
+            const auto back = resample(up, resample(down, x, 0), 0);
+            double num = 0, den = 0;
+            for (size_t i = 2000; i + 2000 < x.size(); ++i) {
+                num += double(x[i]) * x[i];
+                den += (double(x[i]) - back[i]) * (double(x[i]) - back[i]);
+            }
+            check(back.size() == x.size() && 10 * std::log10(num / den) > 120, "resampler: 48k -> 44.1k -> 48k");
+        }
+        bool ok = true;
+        for (int64_t n : {0, 1, 2, 3, 1001})
+            for (auto [a, b] : {std::pair{48000, 44100}, {44100, 22050}, {22050, 44100}, {44100, 44100}}) {
+                Resampler r(a, b, 3);
+                ok = ok && resample(r, std::vector<float>(size_t(n) * 3, 0.25f), 0).size() ==
+                               size_t(3 * Resampler::output_length(n, a, b));
+            }
+        check(ok && Resampler::output_length(1, 44100, 22050) == 0 && Resampler::output_length(3, 44100, 22050) == 2,
+              "resampler: lengths round(n * out / in), ties to even");
+        {
+            Resampler same(44100, 44100, 2);
+            const auto x = music(1000, 4);
+            check(resample(same, x, 5) == x && same.lookahead() == 0, "resampler: equal rates copy");
+        }
+        int refused = 0;
+        for (auto [a, b, c] : {std::tuple{999, 44100, 2}, {44100, 768001, 2}, {44100, 48000, 0}, {44100, 48000, 65}}) {
+            try {
+                Resampler r(a, b, c);
+            } catch (const fastsep::InvalidArgument&) {
+                ++refused;
+            }
+        }
+        Resampler r(48000, 44100, 2);
+        std::vector<float> out;
+        r.finish(out);
+        try {
+            r.process(out.data(), 0, out);
+        } catch (const fastsep::StateError&) {
+            ++refused;
+        }
+        check(refused == 5, "resampler: bad rates and channels InvalidArgument, process after finish StateError");
     }
     std::printf("%d passed, %d failed\n", passes, failures);
     return failures ? 1 : 0;
