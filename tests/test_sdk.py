@@ -181,7 +181,7 @@ def test_cpp_streaming_example_reports_latency_and_matches_one_call(tmp_path, mo
     out = run([build / "stream_live", model_onnx, "6", "64"], env={}).stdout
     latency = int(re.search(r"latency: (\d+) frames = ([\d.]+) ms", out).group(1))
     first = int(re.search(r"first output after (\d+) frames", out).group(1))
-    assert 64 * 1024 <= latency < 6 * 44100  # at least one segment of 64 frames, hop 1024
+    assert 32 * 1024 < latency <= 64 * 1024  # about one segment of 64 frames (hop 1024): 1.5 s, not 11.9 s
     assert latency <= first <= latency + 441  # frames in before the first can come out, to within a 10 ms block
     assert re.search(r"real-time factor [\d.]+", out)
     assert "streamed == one call: bit-identical" in out or float(re.search(r"([\d.]+) dB", out).group(1)) >= 100
