@@ -145,10 +145,17 @@ def test_sdk_needs_exactly_one_folder(capsys):
 # ----------------------------------------------------------------------------------------------- examples
 
 
+@pytest.fixture(scope="module")
+def c_example(tmp_path_factory) -> pathlib.Path:
+    """examples/c built with find_package(fastsep CONFIG), CMAKE_PREFIX_PATH from `fastsep sdk --cmake-dir`."""
+    build = cmake_build(EXAMPLES / "c", tmp_path_factory.mktemp("sdk-c") / "build", sdk("cmake-dir"))
+    return build / "separate_wav"
+
+
 @needs_cc
-def test_c_example_with_find_package_runs_with_empty_environment(tmp_path, model_onnx, music, reference):
+def test_c_example_with_find_package_runs_with_empty_environment(tmp_path, c_example, model_onnx, music, reference):
     folder, x = music
-    build = cmake_build(EXAMPLES / "c", tmp_path / "build", sdk("cmake-dir"))
+    build = c_example.parent
     names = separate_wav(build / "separate_wav", model_onnx, folder / "song16.wav", tmp_path / "out16")
     assert names == list(reference)
     stems16 = read_stems(tmp_path / "out16", names)
@@ -158,6 +165,20 @@ def test_c_example_with_find_package_runs_with_empty_environment(tmp_path, model
     stemsf = read_stems(tmp_path / "outf", names)
     for name in names:
         assert np.array_equal(stemsf[name][1], stems16[name][1]), name
+
+
+@needs_cc
+def test_c_example_mono_48k_is_resampled_like_separator(tmp_path, c_example, model_onnx, music):
+    """A mono float WAV at 48 kHz: mono stems at 48 kHz, the length of the input, the model's left channel."""
+    import fastsep
+
+    mono = np.ascontiguousarray(music[1][: 3 * 48000, :1])  # the samples, read as 48 kHz audio
+    scipy.io.wavfile.write(tmp_path / "mono48.wav", 48000, mono)
+    names = separate_wav(c_example, model_onnx, tmp_path / "mono48.wav", tmp_path / "out")
+    reference = fastsep.Separator(str(model_onnx), backend="openvino").run(mono, sample_rate=48000)
+    for name, (rate, y) in read_stems(tmp_path / "out", names).items():
+        assert rate == 48000 and y.shape == (len(mono),)
+        assert snr_db(reference[name][:, 0], y) >= 100.0, name
 
 
 @needs_cc
