@@ -155,13 +155,12 @@ def c_example(tmp_path_factory) -> pathlib.Path:
 @needs_cc
 def test_c_example_with_find_package_runs_with_empty_environment(tmp_path, c_example, model_onnx, music, reference):
     folder, x = music
-    build = c_example.parent
-    names = separate_wav(build / "separate_wav", model_onnx, folder / "song16.wav", tmp_path / "out16")
+    names = separate_wav(c_example, model_onnx, folder / "song16.wav", tmp_path / "out16")
     assert names == list(reference)
     stems16 = read_stems(tmp_path / "out16", names)
     check_against(reference, stems16, x)
     # the float reader gives the same samples, so the same stems to the bit
-    separate_wav(build / "separate_wav", model_onnx, folder / "songf.wav", tmp_path / "outf")
+    separate_wav(c_example, model_onnx, folder / "songf.wav", tmp_path / "outf")
     stemsf = read_stems(tmp_path / "outf", names)
     for name in names:
         assert np.array_equal(stemsf[name][1], stems16[name][1]), name
