@@ -60,6 +60,13 @@ configure_file("${CMAKE_CURRENT_SOURCE_DIR}/cmake/fastsepConfig.cmake.in" "${_sd
 # 0.1.x only.
 write_basic_package_version_file("${_sdk_out}/fastsepConfigVersion.cmake" VERSION "${FASTSEP_SDK_VERSION}"
                                  COMPATIBILITY SameMinorVersion)
+# GNU ld and lld: keep libfastsep where the flags come before the sources under --as-needed (fastsep.pc.in);
+# Apple's linker has no --push-state and keeps every named library anyway.
+if(APPLE)
+  set(FASTSEP_PC_LINK "-lfastsep")
+else()
+  set(FASTSEP_PC_LINK "-Wl,--push-state,--no-as-needed -lfastsep -Wl,--pop-state")
+endif()
 configure_file("${CMAKE_CURRENT_SOURCE_DIR}/cmake/fastsep.pc.in" "${_sdk_out}/fastsep.pc" @ONLY)
 install(FILES "${_sdk_out}/fastsepConfig.cmake" "${_sdk_out}/fastsepConfigVersion.cmake"
         DESTINATION "${FASTSEP_SDK_PREFIX}lib/cmake/fastsep")
