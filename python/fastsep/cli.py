@@ -1,4 +1,4 @@
-"""The ``fastsep`` command: separate | catalogue | download | convert | export-onnx | evaluate | build | bench.
+"""The ``fastsep`` command: separate | catalogue | download | convert | export-onnx | evaluate | build | bench | sdk.
 
 Every error the user can cause is a FastsepError printed as one line (no traceback, ``--verbose`` adds it).
 Exit status: 0 success, 1 some inputs failed, 2 bad usage or setup (nothing was done), 130 interrupted.
@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backends", parents=[common], help="list the network backends and what runs on this machine",
                    description="Every registered backend: where it runs, its precisions, and whether it is installed "
                                "here (else the extra to install).")
+
+    sk = sub.add_parser("sdk", parents=[common], help="where the C API's header, library, CMake and pkg-config files are",
+                       description="Print a folder of the C SDK installed with this package (docs/c_api.md): "
+                                   "cmake -DCMAKE_PREFIX_PATH=\"$(fastsep sdk --cmake-dir)\" ..., or "
+                                   "PKG_CONFIG_PATH=\"$(fastsep sdk --pkg-config-dir)\" pkg-config --cflags --libs "
+                                   "fastsep.")
+    where = sk.add_mutually_exclusive_group(required=True)
+    for flag, what in SDK_DIRS.items():
+        where.add_argument(f"--{flag}", dest="sdk_dir", action="store_const", const=flag, help=what[2])
     return p
 
 
@@ -586,7 +595,30 @@ def cmd_bench(args, con: Console) -> int:
     return EXIT_OK
 
 
+# --sdk flag: (folder under the package, the file that must be in it, help)
+SDK_DIRS = {
+    "cmake-dir": ("lib/cmake/fastsep", "fastsepConfig.cmake", "the folder of fastsepConfig.cmake (find_package)"),
+    "pkg-config-dir": ("lib/pkgconfig", "fastsep.pc", "the folder of fastsep.pc (PKG_CONFIG_PATH)"),
+    "include-dir": ("include", "fastsep.h", "the folder of fastsep.h"),
+    "lib-dir": ("lib", "libfastsep.so", "the folder of libfastsep.so"),
+}
+
+
+def cmd_sdk(args, con: Console) -> int:
+    """One folder of the C SDK that the wheel carries inside the package (CMakeLists.txt, cmake/fastsep_sdk.cmake)."""
+    sub, required, _ = SDK_DIRS[args.sdk_dir]
+    if sys.platform == "darwin" and required.endswith(".so"):
+        required = required[:-3] + ".dylib"
+    folder = pathlib.Path(__file__).resolve().parent / sub
+    if not (folder / required).is_file():
+        raise FastsepError(f"the C SDK is not installed with this fastsep ({folder / required} is missing): it is "
+                           "built only where OpenVINO's C++ runtime is found at build time")
+    print(folder)  # stdout, for $(fastsep sdk ...); messages go to stderr
+    return EXIT_OK
+
+
 COMMANDS = {
+    "sdk": cmd_sdk,
     "backends": cmd_backends,
     "build": cmd_build,
     "bench": cmd_bench,
