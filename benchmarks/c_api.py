@@ -41,7 +41,7 @@ class Options(ctypes.Structure):  # fastsep_options of csrc/include/fastsep.h, A
 
 
 class CSeparator:
-    def __init__(self, lib: str, model: str):
+    def __init__(self, lib: str, model: str, segment_frames: int = 0):
         self.lib = lib = ctypes.CDLL(lib)
         lib.fastsep_open.argtypes = [ctypes.POINTER(Options), ctypes.POINTER(ctypes.c_void_p)]
         lib.fastsep_last_error.restype = ctypes.c_char_p
@@ -55,10 +55,14 @@ class CSeparator:
         lib.fastsep_options_init(ctypes.byref(o))
         self._model = model.encode()
         o.model = self._model
+        o.segment_frames = segment_frames
         self.handle = ctypes.c_void_p()
         if lib.fastsep_open(ctypes.byref(o), ctypes.byref(self.handle)) != 0:
             raise RuntimeError(lib.fastsep_last_error(None).decode())
         self.stems = lib.fastsep_stem_count(self.handle)
+        lib.fastsep_latency.restype = ctypes.c_int64
+        lib.fastsep_latency.argtypes = [ctypes.c_void_p]
+        self.latency = lib.fastsep_latency(self.handle)
 
     def separate(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
