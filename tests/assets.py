@@ -233,3 +233,14 @@ def sha256_of(array: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+
+
+POCKETFFT = "pythran==0.19.0"  # the wheel that carries pocketfft's header, as pyproject's build requirement
+
+
+def pocketfft_header() -> pathlib.Path:
+    """pocketfft's header-only C++ file from the pythran wheel (unzipped, never installed): what CMake needs to build
+    the C++ core outside the package build (FASTSEP_POCKETFFT_HEADER)."""
+    folder = _extract(POCKETFFT, {"pythran/pythonic/numpy/fft/pocketfft.hpp": "pocketfft.hpp"},
+                      cache_dir() / "pocketfft")
+    return folder / "pocketfft.hpp"

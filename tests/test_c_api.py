@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 
+import assets
 from conftest import snr_db
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,7 +33,8 @@ def build(tmp_path_factory) -> pathlib.Path:
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     configure = ["cmake", "-S", str(ROOT), "-B", str(folder), f"-DPython_EXECUTABLE={sys.executable}",
-                 "-DFASTSEP_PYTHON=OFF", "-DFASTSEP_CUDA=OFF", "-DFASTSEP_BUILD_TESTS=ON"]
+                 "-DFASTSEP_PYTHON=OFF", "-DFASTSEP_CUDA=OFF", "-DFASTSEP_BUILD_TESTS=ON",
+                 f"-DFASTSEP_POCKETFFT_HEADER={assets.pocketfft_header()}"]
     if shutil.which("ninja") and not (folder / "CMakeCache.txt").exists():
         configure += ["-G", "Ninja"]
     env = {k: v for k, v in os.environ.items() if k not in ("FASTSEP_CUDA", "FASTSEP_PYTHON")}

@@ -69,6 +69,7 @@ struct fastsep_separator {
     int64_t released = 0;  // frames pulled (caller's rate)
     bool finished = false;
     bool failed = false;  // a failure inside the pipeline or resamplers: only reset is accepted
+    mutable int64_t exact_latency = -1;  // resampled path: computed on first fastsep_latency
 };
 
 namespace {
@@ -516,7 +517,31 @@ FASTSEP_API int64_t fastsep_latency(const fastsep_separator* separator) {
         // input holds K = lookahead() frames more (csrc/src/cpu/resampler.cpp): frame latency - 1 must be out.
         // The output filter's look-ahead is within the first chunk's output (thousands of frames).
         const int64_t in_rate = separator->rate, model_rate = separator->config.sample_rate;
-        return (latency - 1) * in_rate / model_rate + separator->in_rs->lookahead() + 1;
+        const int64_t bound = (latency - 1) * in_rate / model_rate + separator->in_rs->lookahead() + 1;
+        // The resampler emits frames in pairs, so the bound can be a frame or two late: the exact count is the
+        // fewest input frames whose resampled stream holds `latency` frames, found by resampling silence (a mono
+        // stream, a few bisection steps, once).
+        if (separator->exact_latency < 0) try {
+            auto enough = [&](int64_t n) {
+                cpu::Resampler probe(static_cast<int>(in_rate), static_cast<int>(model_rate), 1);
+                std::vector<float> zeros(static_cast<size_t>(n), 0.0f), out;
+                probe.process(zeros.data(), n, out);
+                return static_cast<int64_t>(out.size()) >= latency;
+            };
+            int64_t lo = std::max<int64_t>(bound - separator->in_rs->lookahead() - 4, 0), hi = bound;
+            if (!enough(hi)) {
+                separator->exact_latency = bound;  // never expected: keep the bound
+            } else {
+                while (hi - lo > 1) {
+                    const int64_t mid = lo + (hi - lo) / 2;
+                    (enough(mid) ? hi : lo) = mid;
+                }
+                separator->exact_latency = enough(lo) ? lo : hi;
+            }
+        } catch (...) {  // no exception crosses the ABI: the bound is still a true latency
+            return bound;
+        }
+        return separator->exact_latency;
     }
 #endif
     return latency;
