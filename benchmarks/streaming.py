@@ -73,13 +73,18 @@ def machine() -> str:
     return f"{model or platform.processor()} ({os.cpu_count()} cores; {flags})"
 
 
-def throughput(a) -> None:
+def _songs(a):
+    """The N mp3 files of a run, a warmed-up Separator and the files decoded: (folder, files, sep, decoded, s)."""
     folder = pathlib.Path(tempfile.mkdtemp(prefix="fastsep-bench-"))
     files = [write_mp3(folder / f"song{i}.mp3", a.seconds, i) for i in range(a.files)]
     sep = Separator(a.model, backend=a.backend)
     decoded = [audio.load(f, sample_rate=None) for f in files]
-    seconds = sum(x.shape[0] / r for x, r in decoded)
     sep.run(*decoded[0])  # warm-up
+    return folder, files, sep, decoded, sum(x.shape[0] / r for x, r in decoded)
+
+
+def throughput(a) -> None:
+    folder, files, sep, decoded, seconds = _songs(a)
     api, runner = [], []
     for r in range(a.rounds):
         t0 = time.perf_counter()
@@ -127,12 +132,7 @@ def _cli_wall(a, files, out) -> float:
 
 
 def as_run(a) -> None:
-    folder = pathlib.Path(tempfile.mkdtemp(prefix="fastsep-bench-"))
-    files = [write_mp3(folder / f"song{i}.mp3", a.seconds, i) for i in range(a.files)]
-    sep = Separator(a.model, backend=a.backend)
-    decoded = [audio.load(f, sample_rate=None) for f in files]
-    seconds = sum(x.shape[0] / r for x, r in decoded)
-    sep.run(*decoded[0])  # warm-up
+    folder, files, sep, decoded, seconds = _songs(a)
     _cli_wall(a, files[:1], folder / "warm")  # the model is downloaded and the files cached before timing
     api, wall = [], []
     for r in range(a.rounds):
