@@ -66,7 +66,7 @@ def main() -> None:
     for precision in a.precision:
         sep = Separator(str(checkpoint), config="2stems", precision=precision)
         numpy_sep = Separator(str(checkpoint), config="2stems", precision=precision)
-        numpy_sep._pipeline.native = None  # the NumPy steps (dsp.py) around the same network
+        numpy_sep._pipeline.make_native = None  # the NumPy steps (dsp.py) around the same network
         cfg = sep.config
         n_seg = dsp.n_segments(x.shape[0], cfg.T, cfg.frame_length, cfg.frame_step)
         spec = dsp.stft_frames(x, 0, n_seg * cfg.T, cfg.frame_length, cfg.frame_step)

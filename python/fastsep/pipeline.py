@@ -187,7 +187,8 @@ class HostPipeline:
         self.mwf = mwf
         self.spill_dir = spill_dir  # the Wiener filter's temporary files (default: the system's temp folder)
         self.quality = quality = quality or Quality()  # overlap / full band (docs/spec.md §12); default Spleeter-exact
-        self.native = None  # makes a fastsep._cpu.Pipeline: one per song in flight, sharing the network
+        # makes a fastsep._cpu.Pipeline, one per song in flight, all sharing the network (None: the NumPy steps)
+        self.make_native = None
         if not mwf and quality.native:
             extension = "average" if quality.full_band else cfg.mask_extension
             hop = segment_hop(cfg.T, quality.overlap) if quality.overlap else 0
@@ -199,7 +200,7 @@ class HostPipeline:
                     frame_step=cfg.frame_step, separation_exponent=cfg.separation_exponent, mask_extension=extension,
                     segment_hop=hop, batch=self.batch_segments, threads=threads or 0)
 
-            self.native = native
+            self.make_native = native
             self._idle = [self._make(native)]  # made now: a bad configuration fails at load time
             self._idle_lock = threading.Lock()
 
@@ -216,7 +217,7 @@ class HostPipeline:
         with self._idle_lock:
             p = self._idle.pop() if self._idle else None
         if p is None:
-            p = self._make(self.native)
+            p = self._make(self.make_native)
         try:
             yield p
         except Exception as e:
@@ -228,7 +229,7 @@ class HostPipeline:
 
     def separate(self, x: np.ndarray, progress: Progress | None = None) -> list[np.ndarray]:
         """x: (L, 2) float32 at the model's rate -> one (L, 2) float32 array per stem, in config order."""
-        if self.native is not None:
+        if self.make_native is not None:
             with self._native_pipeline() as p:
                 return list(p.separate(x, progress))
         L = x.shape[0]
@@ -247,7 +248,7 @@ class HostPipeline:
         """(n, 2) float32 blocks at the model's rate -> per batch, one (m, 2) block of finished samples per stem.
 
         The stems' blocks add up to the input's length. `total` (segments, when known) is passed to `progress`."""
-        if self.native is not None:
+        if self.make_native is not None:
             yield from self._stream_native(blocks, progress, total)
             return
         q = self.quality
