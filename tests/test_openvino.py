@@ -143,3 +143,59 @@ def test_threads_sharing_one_runner_get_their_own_results(tiny_config):
         got = list(pool.map(runner.run, inputs))
     for w, g in zip(want, got):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cached_graph_walk_gives_the_built_weights(tiny_config, precision):
+    """The weights-only walk (used when the graph comes from the cache) names and computes every weight exactly as
+    building the graph does."""
+    from fastsep.models.onnx_export import _build
+
+    cfg = tiny_config(stems=3, model_type="unet.softmax_unet")
+    variables = random_weights(cfg, seed=5)
+    _, built = _build(cfg, variables, precision, external=True)
+    _, walked = _build(cfg, variables, precision, external=True, weights_only=True)
+    assert list(walked) == list(built)
+    for name in built:
+        np.testing.assert_array_equal(walked[name], built[name])
+
+
+CACHED_LOAD = """
+import sys, numpy as np
+from fastsep import Separator
+sep = Separator(sys.argv[1], backend="openvino")
+x = np.random.default_rng(2).standard_normal((20000, 2)).astype(np.float32)
+np.save(sys.argv[2], np.stack([sep.run(x)[k] for k in sep.instruments]))
+print(",".join(m for m in ("onnx", "scipy") if m in sys.modules))
+"""
+
+
+def test_a_model_loads_from_the_cached_graph_without_onnx(tiny_config, tmp_path):
+    """The first load builds the graph and caches it in the model cache; the next loads read it and import neither
+    onnx nor scipy, with the same stems to the last bit. A damaged cached graph is built again."""
+    import os
+    import subprocess
+
+    from fastsep.models.weights import save_model
+
+    cfg = tiny_config()
+    model = save_model(tmp_path / "tiny.safetensors", cfg, random_weights(cfg, seed=4))
+    env = dict(os.environ, FASTSEP_HOME=str(tmp_path / "home"))
+
+    def load(k):
+        done = subprocess.run([sys.executable, "-c", CACHED_LOAD, str(model), str(tmp_path / f"{k}.npy")], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip(), np.load(tmp_path / f"{k}.npy")
+
+    imported, first = load(0)
+    assert "onnx" in imported
+    cached = list((tmp_path / "home" / "graphs").glob("*.onnx"))
+    assert len(cached) == 1
+    imported, second = load(1)
+    assert imported == ""
+    np.testing.assert_array_equal(first, second)
+    cached[0].write_bytes(b"not a graph")
+    _, third = load(2)
+    np.testing.assert_array_equal(first, third)
+    assert cached[0].read_bytes() != b"not a graph"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FastsepError, MissingDependencyError, ModelError
-from ..models.onnx_export import INPUT, OUTPUT
+from ..models.onnx_export import INPUT, OUTPUT, weights_as_inputs
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 FP32_LAYERS = frozenset()  # layers that bf16 keeps in fp32 (see _split)
@@ -186,7 +186,7 @@ def _read(core, model: bytes | str, weights: dict[str, np.ndarray]):
     try:
         if not weights:
             return core.read_model(model if isinstance(model, bytes) else str(model))
-        network = core.read_model(_weights_as_inputs(model, weights))
+        network = core.read_model(weights_as_inputs(model, weights))
     except RuntimeError as e:
         raise ModelError(f"OpenVINO cannot read the network: {_first_line(e)}") from None
     ov = import_openvino()
@@ -196,21 +196,6 @@ def _read(core, model: bytes | str, weights: dict[str, np.ndarray]):
             param.output(0).replace(ov.op.Constant(weights[name], shared_memory=True).output(0))
             network.remove_parameter(param)
     return network
-
-
-def _weights_as_inputs(model: bytes, weights: dict[str, np.ndarray]) -> bytes:
-    """The graph with each in-memory initializer turned into a graph input of its name, type and shape: OpenVINO
-    cannot read ONNX external data from memory, so the weights are attached afterwards as constants."""
-    import onnx
-
-    proto = onnx.load_from_string(model)
-    graph = proto.graph
-    kept = [t for t in graph.initializer if t.name not in weights]
-    moved = [t for t in graph.initializer if t.name in weights]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved)
-    return proto.SerializeToString()
 
 
 def _first_line(error: Exception) -> str:
@@ -225,7 +210,10 @@ class NativeOpenVINO:
 
     name = "openvino"
 
-    def __init__(self, network, weights, cfg, precision: str = "fp32", threads: int | None = None, batch: int = 1):
+    def __init__(self, network: bytes | str, weights: dict | None, cfg, precision: str = "fp32",
+                 threads: int | None = None, batch: int = 1):
+        """network: an ONNX file, or a graph whose weights are its inputs (onnx_export.network_with_weight_inputs)
+        with those weights."""
         from ..pipeline import native_errors, native_module
 
         cpu = native_module()
@@ -238,7 +226,7 @@ class NativeOpenVINO:
             if isinstance(network, str):
                 self.native = cpu.OpenVinoNetwork.from_file(network, *args)
             else:
-                self.native = cpu.OpenVinoNetwork.from_graph(_weights_as_inputs(network, weights), weights, *args)
+                self.native = cpu.OpenVinoNetwork.from_graph(network, weights, *args)
         except Exception as e:
             error = native_errors(e)
             if isinstance(e, cpu.InvalidArgument) and "bf16" in str(e):
@@ -259,10 +247,18 @@ class NativeOpenVINO:
 def create(source, options):
     """The registry's factory (backends/__init__.py): OpenVINO's C++ runtime on the model's fp32 ONNX graph inside
     the C++ pipeline, compiled for the precision asked (bf16 only where the CPU has it natively)."""
-    network, weights = source.onnx_network()
+    from ..models.onnx_export import forget_cached_graph, network_with_weight_inputs
     from ..pipeline import native_module
 
     if not native_module().openvino:  # fastsep was built without OpenVINO's C++ runtime
+        network, weights = source.onnx_network()
         return OpenVINORunner(network, options.threads, weights, precision=options.precision), None
-    return NativeOpenVINO(network, weights, source.config, options.precision, options.threads,
-                          options.batch_segments or 1), None
+    args = (source.config, options.precision, options.threads, options.batch_segments or 1)
+    if source.kind == "onnx":
+        return NativeOpenVINO(source.onnx_network()[0], None, *args), None
+    variables = source.weights()
+    try:
+        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables), *args), None
+    except ModelError:  # a damaged cached graph: build it again, once
+        forget_cached_graph(source.config)
+        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables), *args), None

@@ -8,7 +8,9 @@ fp16 keeps fp32 I/O and casts at the edges; weights and compute are fp16.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +23,32 @@ from . import unet_spec as spec
 OPSET = 17
 INPUT, OUTPUT = "magnitudes", "estimates"
 MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit on one message
+_FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto's element types (fixed by the ONNX standard)
 
 
 class _Graph:
-    def __init__(self, dtype: np.dtype, external: bool = False):
-        import onnx.helper
+    """Builds the ONNX graph; `weights_only` walks the same network without onnx and keeps only the weights (named
+    as in the graph), which is all a run needs when the graph itself comes from the cache."""
 
-        self.h = onnx.helper
+    def __init__(self, dtype: np.dtype, external: bool = False, weights_only: bool = False):
+        if not weights_only:
+            import onnx.helper
+
+            self.h = onnx.helper
+        self.weights_only = weights_only
         self.dtype = dtype
         self.nodes, self.inits = [], []
-        self.external = {} if external else None  # name -> array, for weights kept out of the proto
+        self.external = {} if external or weights_only else None  # name -> array, weights kept out of the proto
         self._n = 0
 
     def const(self, name: str, value: np.ndarray, dtype=None) -> str:
+        value = np.ascontiguousarray(value, dtype=dtype or self.dtype)
+        if self.weights_only:
+            if value.dtype != np.int64:  # int64 constants (axes) stay in the graph, as below
+                self.external[name] = value
+            return name
         from onnx import TensorProto, numpy_helper
 
-        value = np.ascontiguousarray(value, dtype=dtype or self.dtype)
         if self.external is None or value.dtype == np.int64:
             self.inits.append(numpy_helper.from_array(value, name))
             return name
@@ -52,7 +64,8 @@ class _Graph:
     def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
         self._n += 1
         out = name or f"{op_type.lower()}_{self._n}"
-        self.nodes.append(self.h.make_node(op_type, inputs, [out], name=out, **attrs))
+        if not self.weights_only:
+            self.nodes.append(self.h.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
 
@@ -107,16 +120,81 @@ def build_model_in_memory(cfg: ModelConfig, variables: dict[str, np.ndarray], pr
     return model.SerializeToString(), weights
 
 
-def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, external: bool):
-    from onnx import TensorProto, helper
+def network_with_weight_inputs(cfg: ModelConfig, variables: dict[str, np.ndarray],
+                               precision: str = "fp32") -> tuple[bytes, dict[str, np.ndarray]]:
+    """(serialized fp32/fp16 graph whose weights are graph inputs, {name: weight array}): what OpenVINO reads
+    without copying the weights (it cannot take ONNX external data from memory). The graph depends only on the
+    config, the precision and this code, so it is kept in the model cache (docs/architecture.md §4.7): a run then
+    needs no onnx import, which costs more than the rest of loading a model."""
+    path = _graph_cache_path(cfg, precision)
+    if path is not None:
+        try:
+            graph = read_regular(path, "cached network graph", MAX_ONNX_BYTES)
+        except ModelError:
+            graph = None
+        if graph:
+            return graph, _build(cfg, variables, precision, external=True, weights_only=True)[1]
+    proto, weights = _build(cfg, variables, precision, external=True)
+    graph = weights_as_inputs(proto, weights)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(graph)
+        except (OSError, ModelError):
+            pass  # a cache that cannot be written costs the next run its time, nothing else
+    return graph, weights
 
+
+def forget_cached_graph(cfg: ModelConfig, precision: str = "fp32") -> None:
+    """Remove a cached graph that OpenVINO could not read (the next load builds it again)."""
+    path = _graph_cache_path(cfg, precision)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def _graph_cache_path(cfg: ModelConfig, precision: str) -> Path | None:
+    from .. import __version__
+    from .download import model_home
+
+    digest = hashlib.sha256()
+    try:
+        for code in (Path(__file__), Path(spec.__file__)):  # the code that shapes the graph
+            digest.update(code.read_bytes())
+    except OSError:
+        return None
+    for part in (__version__, cfg.to_json(), precision):
+        digest.update(b"\0" + part.encode())
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.name)[:40]
+    return model_home() / "graphs" / f"{name}-{precision}-{digest.hexdigest()[:32]}.onnx"
+
+
+def weights_as_inputs(model, weights: dict[str, np.ndarray]) -> bytes:
+    """The graph (a ModelProto or its bytes) with each in-memory initializer turned into a graph input of its name,
+    type and shape: OpenVINO cannot read ONNX external data from memory, so the weights are attached afterwards as
+    constants."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else model
+    graph = proto.graph
+    kept = [t for t in graph.initializer if t.name not in weights]
+    moved = [t for t in graph.initializer if t.name in weights]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved)
+    return proto.SerializeToString()
+
+
+def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, external: bool,
+           weights_only: bool = False):
+    """(ModelProto, {name: weight kept out of it} or None); weights_only: (None, the weights), without onnx."""
     if precision not in ("fp32", "fp16"):
         raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
     dtype = np.float16 if precision == "fp16" else np.float32
-    g = _Graph(np.dtype(dtype), external)
+    g = _Graph(np.dtype(dtype), external, weights_only)
     x = INPUT
     if precision == "fp16":
-        x = g.op("Cast", [INPUT], to=TensorProto.FLOAT16)
+        x = g.op("Cast", [INPUT], to=_FLOAT16)
     net = spec.network_spec(cfg)
     axis1 = g.const("axes_1", np.array([1], dtype=np.int64), dtype=np.int64)
     logits = [g.op("Unsqueeze", [_unet_logits(g, x, variables, u), axis1]) for u in net.unets]
@@ -130,7 +208,11 @@ def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, e
         masks = g.op("Reciprocal", [g.op("Add", [one, g.op("Exp", [g.op("Neg", [stacked])])])])
     out = g.op("Mul", [masks, g.op("Unsqueeze", [x, axis1])], name=None if precision == "fp16" else OUTPUT)
     if precision == "fp16":
-        g.op("Cast", [out], name=OUTPUT, to=TensorProto.FLOAT)
+        g.op("Cast", [out], name=OUTPUT, to=_FLOAT)
+    if weights_only:
+        return None, g.external
+
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         g.nodes, f"fastsep_{cfg.name}",
