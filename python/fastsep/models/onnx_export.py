@@ -84,12 +84,30 @@ def _batch_norm(g: _Graph, x: str, bn: spec.BatchNorm, w: dict) -> str:
 
 
 def _conv(g: _Graph, x: str, c: spec.Conv, w: dict) -> str:
+    if c.transposed and c.out_channels == 1 and c.stride > 1:
+        return _one_channel_transposed(g, x, c, w)
     weights = [x, g.const(f"{c.name}/kernel", spec.kernel(c, w)), g.const(f"{c.name}/bias", spec.bias(c, w))]
     attrs = dict(kernel_shape=[c.kernel, c.kernel])
     attrs.update({k: [v, v] for k, v in (("strides", c.stride), ("dilations", c.dilation)) if v != 1})
     if c.transposed:  # ONNX ConvTranspose pads remove (crop) from the full output
         return g.op("ConvTranspose", weights, pads=[c.crop[0], c.crop[0], c.crop[1], c.crop[1]], **attrs)
     return g.op("Conv", weights, pads=[c.pad[0], c.pad[0], c.pad[1], c.pad[1]], **attrs)
+
+
+def _one_channel_transposed(g: _Graph, x: str, c: spec.Conv, w: dict) -> str:
+    """The last transposed convolution of each U-Net (to one channel) in the sub-pixel form: one convolution to the
+    output phases, DepthToSpace, the crop. The same products summed in another order; CPU libraries run a transposed
+    convolution with a single output channel 2-3x slower (docs/architecture.md §4.7)."""
+    kernel, bias, A, end = spec.subpixel(c, w)
+    y = g.op("Conv", [x, g.const(f"{c.name}/subpixel_kernel", kernel), g.const(f"{c.name}/subpixel_bias", bias)],
+             kernel_shape=[A, A], pads=[A - 1] * 4)
+    y = g.op("DepthToSpace", [y], blocksize=c.stride, mode="DCR")
+    cut = end + c.crop[1]  # samples past the cropped output at the end of each axis
+    starts = g.const(f"{c.name}/crop_starts", np.array([c.crop[0]] * 2, np.int64), dtype=np.int64)
+    ends = g.const(f"{c.name}/crop_ends", np.array([-cut if cut else np.iinfo(np.int64).max] * 2, np.int64),
+                   dtype=np.int64)
+    axes = g.const(f"{c.name}/crop_axes", np.array([2, 3], np.int64), dtype=np.int64)
+    return g.op("Slice", [y, starts, ends, axes])
 
 
 def _unet_logits(g: _Graph, x: str, w: dict, unet: spec.UNet) -> str:

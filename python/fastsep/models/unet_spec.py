@@ -247,6 +247,27 @@ def bias(conv: Conv, variables: dict, dtype=np.float32) -> np.ndarray:
     return np.asarray(variables[f"{conv.name}/bias"], dtype)
 
 
+def subpixel(conv: Conv, variables: dict, dtype=np.float32) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A transposed convolution as an ordinary one to its stride**2 output phases (the sub-pixel form): (kernel
+    (s*s*out, in, A, A), bias (s*s*out,), A, end) with A = ceil(kernel / stride). Convolving with padding A-1 on
+    every side, then DepthToSpace (blocks first) gives the full transposed output extended by `end` samples on each
+    axis; it is the same sum of the same products. Phase (ry, rx) of output pixel (s*u + ry, s*v + rx) reads input
+    (u - a, v - b) through tap (s*a + ry, s*b + rx)."""
+    s, K = conv.stride, conv.kernel
+    A = -(-K // s)
+    w = kernel(conv, variables, dtype)  # (in, out, K, K)
+    out = np.zeros((s, s, conv.out_channels, conv.in_channels, A, A), dtype)
+    for ry in range(s):
+        for rx in range(s):
+            for d in range(A):
+                for e in range(A):
+                    ky, kx = s * (A - 1 - d) + ry, s * (A - 1 - e) + rx
+                    if ky < K and kx < K:
+                        out[ry, rx, :, :, d, e] = w[:, :, ky, kx].T
+    phases_bias = np.tile(bias(conv, variables, dtype), s * s)
+    return out.reshape(s * s * conv.out_channels, conv.in_channels, A, A), phases_bias, A, s * A - K
+
+
 def bn_params(bn: BatchNorm, variables: dict) -> tuple[np.ndarray, ...]:
     """(gamma, beta, moving_mean, moving_variance), float32, in ONNX BatchNormalization's input order."""
     return tuple(np.asarray(variables[f"{bn.name}/{v}"], np.float32)
