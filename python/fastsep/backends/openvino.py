@@ -256,13 +256,13 @@ class NativeOpenVINO:
         return np.concatenate(out)[:b]
 
 
-def create(source, options):
+def create(plan):
     """The registry's factory (backends/__init__.py): OpenVINO's C++ runtime on the model's fp32 ONNX graph inside
-    the C++ pipeline, compiled for the precision asked (bf16 only where the CPU has it natively)."""
-    network, weights = source.onnx_network()
+    the C++ pipeline, compiled for the plan's precision (bf16 only where the CPU has it natively)."""
+    network, weights = plan.source.onnx_network()
     from ..pipeline import native_module
 
     if not native_module().openvino:  # fastsep was built without OpenVINO's C++ runtime
-        return OpenVINORunner(network, options.threads, weights, precision=options.precision), None
-    return NativeOpenVINO(network, weights, source.config, options.precision, options.threads,
-                          options.batch_segments or 1), None
+        return OpenVINORunner(network, plan.threads, weights, precision=plan.precision), None
+    return NativeOpenVINO(network, weights, plan.source.config, plan.precision, plan.threads,
+                          plan.batch_segments or 1), None

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import ModelError
 from .config import ModelConfig
-from .files import atomic_path, read_regular
+from .files import read_regular
+from .precision import STORED, check as check_precision
 from . import unet_spec as spec
 
 OPSET = 17
@@ -110,8 +111,7 @@ def build_model_in_memory(cfg: ModelConfig, variables: dict[str, np.ndarray], pr
 def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, external: bool):
     from onnx import TensorProto, helper
 
-    if precision not in ("fp32", "fp16"):
-        raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
+    check_precision(precision, STORED, ModelError)
     dtype = np.float16 if precision == "fp16" else np.float32
     g = _Graph(np.dtype(dtype), external)
     x = INPUT
@@ -149,23 +149,9 @@ def read_metadata(model) -> tuple[ModelConfig, str]:
     if "fastsep_config" not in props:
         raise ModelError("this ONNX file was not exported by fastsep (no fastsep_config in its metadata)")
     precision = props.get("fastsep_precision", "fp32")
-    if precision not in ("fp32", "fp16"):
+    if precision not in STORED:
         raise ModelError(f"fastsep_precision {precision[:40]!r} in the ONNX metadata is not fp32 or fp16")
     return ModelConfig.from_json(props["fastsep_config"]), precision
-
-
-def export_onnx(model: str | os.PathLike, output: str | os.PathLike, precision: str = "fp32",
-                config: str | None = None) -> Path:
-    """Export any model (stock name, checkpoint folder, fastsep model file) to an ONNX file, atomically."""
-    import onnx
-
-    from .checkpoint import load_weights
-
-    cfg, variables = load_weights(model, config)
-    proto = build_model(cfg, variables, precision)
-    with atomic_path(output) as tmp:
-        onnx.save(proto, str(tmp))
-    return Path(output)
 
 
 def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: bool = True):
