@@ -573,7 +573,7 @@ def cmd_build(args, con: Console) -> int:
 def cmd_bench(args, con: Console) -> int:
     import numpy as np
 
-    from . import Separator
+    from .separator import Separator
 
     if not 0 < args.seconds <= 3600 or not 1 <= args.runs <= 1000:  # also refuses nan and inf
         raise UsageError(f"--seconds must be in (0, 3600] and --runs in 1..1000 (got {args.seconds:g}, {args.runs})")
