@@ -6,7 +6,8 @@ import struct
 import pytest
 
 from fastsep import ModelError, Separator
-from fastsep.engine_build import MAGIC, build_engine, import_tensorrt, read_engine, read_engine_header
+from fastsep.engine_build import build_engine, import_tensorrt
+from fastsep.models.engine_file import MAGIC, read_engine, read_engine_header
 
 
 def _rtx():
@@ -121,7 +122,7 @@ def test_build_arguments(tmp_path, tiny_config):
     # a tiny custom model: fp32, from the .safetensors file and from its ONNX export
     out = build_engine(model, tmp_path / "tiny.engine", precision="fp32", batch=(1, 1, 2), flavour="tensorrt_rtx")
     assert read_engine_header(out)[0]["config"] == cfg
-    from fastsep.models.onnx_export import export_onnx
+    from fastsep.models.checkpoint import export_onnx
 
     onnx_path = export_onnx(model, tmp_path / "tiny.onnx", precision="fp32")
     out2 = build_engine(onnx_path, tmp_path / "tiny2.engine", precision="fp32", flavour="tensorrt_rtx")
@@ -135,16 +136,17 @@ def test_engine_cache(tmp_path, tiny_config, monkeypatch):
     from conftest import random_weights
     from fastsep.models.weights import save_model
     from fastsep.backends.tensorrt import cached_engine, engine_cache_dir
+    from fastsep.models.source import resolve
 
     _rtx()
     monkeypatch.setenv("FASTSEP_HOME", str(tmp_path / "home"))
     assert engine_cache_dir() == tmp_path / "home" / "engines"
     cfg = tiny_config(F=64, T=64)
     model = save_model(tmp_path / "tiny.safetensors", cfg, random_weights(cfg))
-    a = cached_engine(model, None, "fp32", 2)
+    a = cached_engine(resolve(model), "fp32", 2)
     assert a.parent == engine_cache_dir() and read_engine_header(a)[0]["batch"] == [1, 2, 2]
     mtime = a.stat().st_mtime_ns
-    assert cached_engine(model, None, "fp32", 2) == a and a.stat().st_mtime_ns == mtime
-    assert cached_engine(model, None, "fp16", 2) != a
+    assert cached_engine(resolve(model), "fp32", 2) == a and a.stat().st_mtime_ns == mtime
+    assert cached_engine(resolve(model), "fp16", 2) != a
     save_model(model, cfg, random_weights(cfg, seed=1))  # new weights: a new engine
-    assert cached_engine(model, None, "fp32", 2) != a
+    assert cached_engine(resolve(model), "fp32", 2) != a

@@ -9,7 +9,7 @@ import pytest
 from conftest import random_weights
 from fastsep import FastsepError, MissingDependencyError, ModelError, backends
 from fastsep.models import config as configs
-from fastsep.models.onnx_export import export_onnx
+from fastsep.models.checkpoint import export_onnx
 from fastsep.models.source import KINDS, ModelSource, kind_of, resolve
 from fastsep.models.weights import save_model
 
@@ -102,7 +102,7 @@ def test_registry_declares_every_backend():
     for b in backends.REGISTRY.values():
         assert b.precisions and set(b.precisions) <= set(backends.PRECISIONS)
         assert set(b.devices) <= {"cpu", "cuda"} and set(b.accepts) <= set(KINDS)
-        assert ":" in b.factory and b.extra
+        assert callable(b.factory) and b.extra
     rows = {r["name"]: r for r in backends.describe()}
     assert rows["onnxruntime"]["installed"] and rows.keys() == backends.REGISTRY.keys()
     try:  # "installed" agrees with what the backends import
@@ -141,3 +141,22 @@ def test_separator_reads_the_source(tiny):
     cfg, model = tiny
     sep = Separator(resolve(model))
     assert isinstance(sep.source, ModelSource) and sep.config == cfg and sep.backend in backends.REGISTRY
+
+
+def test_the_run_plan_checks_every_option_once(tiny, tmp_path):
+    from fastsep.errors import OptionError, UsageError
+    from fastsep.run_plan import resolve_plan
+
+    cfg, model = tiny
+    plan = resolve_plan(model, backend="onnxruntime", overlap=0.25)
+    assert (plan.source.config, plan.backend.name, plan.precision, plan.quality.overlap) == (cfg, "onnxruntime",
+                                                                                            "fp32", 0.25)
+    onnx_path = export_onnx(model, tmp_path / "tiny.onnx")
+    for given in (onnx_path, resolve(onnx_path)):  # a bad model/backend pair: one line naming the file, not a repr
+        with pytest.raises(OptionError) as e:
+            resolve_plan(given, backend="torch")
+        assert str(e.value).endswith(f"not the onnx file {onnx_path}") and "ModelSource(" not in str(e.value)
+    with pytest.raises(UsageError, match=r"overlap must be a number from 0 to 0.9 \(got 2\)"):
+        resolve_plan(model, overlap=2)
+    with pytest.raises(OptionError, match="--mwf runs in the CPU pipeline only"):
+        resolve_plan(model, backend="tensorrt", mwf=True)

@@ -17,7 +17,7 @@ import assets
 from conftest import snr_db
 from fastsep import Separator
 from fastsep.models import config as configs
-from fastsep.models.onnx_export import export_onnx
+from fastsep.models.checkpoint import export_onnx
 from fastsep.models.weights import expected_variables, save_model
 from random_weights import random_variables
 

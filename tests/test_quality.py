@@ -214,7 +214,7 @@ def test_cli_overlap_and_full_band(tiny, tmp_path):
     r = run_cli("separate", tmp_path / "song.wav", "-p", path, "-o", tmp_path / "out2", "--overlap", "1",
                 home=tmp_path / "home")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "--overlap must be from 0 to 0.9 (got 1)" in r.stderr
+    assert "overlap must be a number from 0 to 0.9 (got 1)" in r.stderr
     assert not (tmp_path / "out2").exists()
     r = run_cli("evaluate", tmp_path, "-p", path, "--overlap", "nan", home=tmp_path / "home")
-    assert r.returncode == 2 and "--overlap must be from 0 to 0.9 (got nan)" in r.stderr
+    assert r.returncode == 2 and "overlap must be a number from 0 to 0.9 (got nan)" in r.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import random_weights, snr_db
 from fastsep import FastsepError, InputError, ModelError, Separator, dsp
-from fastsep.models.onnx_export import export_onnx
+from fastsep.models.checkpoint import export_onnx
 from fastsep.models.weights import save_model
 from unet_reference import unet_estimates
 

@@ -603,9 +603,11 @@ def find_tracks(inputs, out_dir) -> list:
 # --------------------------------------------------------------------------------------------------- planning
 
 
-def model_identity(source, backend: str, precision: Optional[str]) -> str:
-    """A short digest of what the stems depend on from the model side: its files and config, backend, precision."""
-    ident = json.dumps([source.identity(), backend, precision], default=str, sort_keys=True)
+def model_identity(run_plan) -> str:
+    """A short digest of what the stems depend on from the model side: its files and config, and the backend and
+    precision that run it."""
+    ident = json.dumps([run_plan.source.identity(), run_plan.backend.name, run_plan.precision], default=str,
+                       sort_keys=True)
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
@@ -817,13 +819,14 @@ class CatalogueWorker:
     """A Ray actor: one loaded model, tracks in, report rows out. A model that cannot load fails its tracks
     (ready() tells the driver) rather than the actor, which Ray would restart forever."""
 
-    def __init__(self, source, backend: str, precision: Optional[str], threads: Optional[int]):
-        from . import Separator, audio
+    def __init__(self, run_plan):
+        from . import audio
+        from .separator import Separator
 
         audio.silence_ffmpeg_logs()
         self.error = None
         try:
-            self.separator = Separator(source, backend=backend, precision=precision, threads=threads)
+            self.separator = Separator(run_plan)  # the driver's plan: every worker runs the same
         except Exception as e:  # noqa: BLE001
             self.error = str(e) if isinstance(e, FastsepError) else f"unexpected {type(e).__name__}: {e}"
 
@@ -1069,8 +1072,8 @@ def _interrupt(signum, frame):
 
 def _run(inputs, out_dir, model, config, backend, precision, options, ray_address, workers, cpus_per_worker,
          gpus_per_worker, retries, console) -> Summary:
-    from .models.source import resolve
     from .outputs import check_writable, precheck_output
+    from .run_plan import resolve_plan
 
     t0 = time.monotonic()
     options.check()
@@ -1083,11 +1086,14 @@ def _run(inputs, out_dir, model, config, backend, precision, options, ray_addres
         raise UsageError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
     remote_timeout(), max_entries(), worker_start_timeout()  # bad settings are usage errors, before any work
     precheck_output(out_dir)
-    source = resolve(model, config)
-    model_id = model_identity(source, backend, precision)  # a stock model is downloaded here, once
+    run_plan = resolve_plan(model, config, backend=backend, precision=precision,
+                            threads=max(1, int(cpus_per_worker)))
+    if run_plan.source.kind == "stock":  # fetched once here, not by every worker at once
+        run_plan.source.checkpoint_folder()
+    model_id = model_identity(run_plan)
     tracks = find_tracks(inputs, out_dir)
     check_writable(out_dir)
-    jobs, rows = plan(tracks, out_dir, source.config.instruments, options, model_id)
+    jobs, rows = plan(tracks, out_dir, run_plan.source.config.instruments, options, model_id)
     todo = []
     for job in jobs:
         marker = completed(job)
@@ -1117,8 +1123,7 @@ def _run(inputs, out_dir, model, config, backend, precision, options, ray_addres
                     num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=retries)
             except ValueError as e:  # Ray refuses e.g. 1.5 GPUs (fractions only below 1)
                 raise UsageError(f"--cpus-per-worker / --gpus-per-worker: {_first_line(e)}") from None
-            threads = max(1, int(cpus_per_worker))
-            actors = [actor_class.remote(source, backend, precision, threads) for _ in range(n_workers)]
+            actors = [actor_class.remote(run_plan) for _ in range(n_workers)]
             if no_room is not None and console is not None:
                 console.warning(f"{no_room}: waiting up to {worker_start_timeout():g} s for one "
                                 "(FASTSEP_WORKER_START_TIMEOUT)")

@@ -19,11 +19,12 @@ from concurrent.futures import wait as futures_wait
 from typing import Optional
 
 from . import __version__
-from .console import Console, bar, download_progress, fmt_seconds, load_separator
+from .console import Console, bar, download_progress, fmt_seconds
 from .errors import FastsepError, MissingDependencyError, UsageError
+from .models.precision import PRECISIONS, STORED
 from .outputs import (DEFAULT_FORMAT, check_encoding, check_writable, missing_folders,
                       plan_outputs, precheck_output, remove_empty)
-from .quality_options import RECOMMENDED_OVERLAP, check_overlap
+from .quality_options import RECOMMENDED_OVERLAP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export-onnx", parents=[common], help="export a model's U-Nets as one ONNX file")
     e.add_argument("model", help="stock name, Spleeter checkpoint folder or .safetensors file")
     e.add_argument("output", help="output .onnx file")
-    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="weights precision")
+    e.add_argument("--precision", default="fp32", choices=STORED, help="weights precision")
     e.add_argument("--config", default=None, help="stock config name or Spleeter JSON")
 
     v = sub.add_parser("evaluate", parents=[common], help="SDR/SIR/SAR/ISR (museval, BSSEval v4) on tracks",
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "else tensorrt_rtx (pip install 'fastsep[trt]'), which also builds on a CPU.")
     b.add_argument("model", help="stock name, Spleeter checkpoint folder, .safetensors or fastsep .onnx")
     b.add_argument("-o", "--output", required=True, help="engine file to write")
-    b.add_argument("--precision", default="fp16", choices=("fp16", "fp32"), help="default: fp16")
+    b.add_argument("--precision", default="fp16", choices=STORED, help="default: fp16")
     b.add_argument("--batch", default="1:4:8", metavar="MIN:OPT:MAX",
                    help="optimisation profile over segments per call (default 1:4:8)")
     b.add_argument("--config", default=None, help="stock config name or Spleeter JSON")
@@ -188,7 +189,7 @@ def _backend_options(parser) -> None:
                         help="network runner: auto (an .engine runs on TensorRT, anything else on the fastest exact "
                              "CPU backend installed) or one of " + ", ".join(backends.REGISTRY)
                              + " ('fastsep backends' lists them)")
-    parser.add_argument("--precision", default=None, choices=backends.PRECISIONS,
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
                         help="network precision, as the backend offers (default: its first; fp32 is Spleeter-exact)")
 
 
@@ -284,13 +285,9 @@ class SeparateRun:
 
     # -- steps
     def check_options(self) -> None:
-        from . import backends
-
+        """The options the run plan does not hold (model, backend, precision, quality: plan())."""
         args = self.args
-        if args.mwf and args.backend != "auto" and "cuda" in backends.get(args.backend).devices:
-            raise UsageError("--mwf runs in the CPU pipeline only: use a CPU backend (or auto)")
         check_encoding(self.codec, args.bitrate, args.pcm, args.offset, args.duration, args.filename_format)
-        check_overlap(args.overlap)
         if args.sample_rate is not None and not 1000 <= args.sample_rate <= 768000:
             raise UsageError(f"--sample-rate must be from 1000 to 768000 Hz (got {args.sample_rate})")
         if args.jobs is not None and not 1 <= args.jobs <= 64:
@@ -298,10 +295,13 @@ class SeparateRun:
         precheck_output(self.out_dir)
 
     def plan(self) -> None:
-        """Every output path, checked whole before any work; outputs that exist are kept unless --overwrite."""
-        from .models.source import resolve
+        """The run plan (model, backend, precision, quality: every option checked), then every output path,
+        checked whole before any work; outputs that exist are kept unless --overwrite."""
+        from .run_plan import plan_from_args
 
         args, con = self.args, self.con
+        # The resolver reads every model's config without its weights: the whole output plan is checked first.
+        self.run_plan = plan_from_args(args, con)
         inputs, seen = [], set()
         for f in args.files:
             key = os.path.realpath(f)
@@ -310,9 +310,8 @@ class SeparateRun:
                 continue
             seen.add(key)
             inputs.append(f)
-        # The resolver reads every model's config without its weights: the whole output plan is checked first.
-        self.source = resolve(args.model, args.config)
-        plans = plan_outputs(inputs, self.out_dir, args.filename_format, self.source.config.instruments, self.codec)
+        instruments = self.run_plan.source.config.instruments
+        plans = plan_outputs(inputs, self.out_dir, args.filename_format, instruments, self.codec)
         for f, paths in zip(inputs, plans):
             existing = [p for p in paths.values() if p.exists()]
             if existing and not args.overwrite and len(existing) == len(paths):
@@ -326,9 +325,10 @@ class SeparateRun:
             self.todo.append((f, paths))
 
     def load_model(self) -> None:
+        from .separator import Separator
+
         if self.todo:
-            self.sep = load_separator(self.source, self.args.backend, self.con, self.args.precision, self.args.mwf,
-                                      overlap=self.args.overlap, full_band=self.args.full_band)
+            self.sep = Separator(self.run_plan)  # a stock model is downloaded here, with a progress line
             if self.args.mwf:
                 self.sep.spill_dir = self.out_dir  # the Wiener filter's unnamed temporary files: on the outputs' disk
 
@@ -525,7 +525,7 @@ def cmd_convert(args, con: Console) -> int:
 
 def cmd_export_onnx(args, con: Console) -> int:
     try:
-        from .models.onnx_export import export_onnx
+        from .models.checkpoint import export_onnx
     except ImportError as e:
         raise FastsepError(f"export-onnx is not available in this build ({e})") from None
     out = export_onnx(args.model, args.output, precision=args.precision, config=args.config)
@@ -556,11 +556,14 @@ def _batch_profile(text: str) -> tuple[int, int, int]:
 
 
 def cmd_build(args, con: Console) -> int:
-    from .engine_build import build_engine, describe, read_engine_header
+    from .engine_build import build_engine
+    from .models.engine_file import describe, read_engine_header
+    from .models.source import resolve
 
     batch = _batch_profile(args.batch)
     t0 = time.perf_counter()
-    path = build_engine(args.model, args.output, args.precision, batch, args.config, args.flavour, args.targets)
+    source = resolve(args.model, args.config)
+    path = build_engine(source, args.output, args.precision, batch, flavour=args.flavour, targets=args.targets)
     header, _ = read_engine_header(path)
     con.print(f"wrote {path}: {describe(header)} ({path.stat().st_size / 2**20:.1f} MiB, "
               f"{time.perf_counter() - t0:.1f} s)", always=True)
@@ -570,15 +573,17 @@ def cmd_build(args, con: Console) -> int:
 def cmd_bench(args, con: Console) -> int:
     import numpy as np
 
-    from . import Separator
+    from .separator import Separator
 
     if not 0 < args.seconds <= 3600 or not 1 <= args.runs <= 1000:  # also refuses nan and inf
         raise UsageError(f"--seconds must be in (0, 3600] and --runs in 1..1000 (got {args.seconds:g}, {args.runs})")
     if args.batch_segments is not None and not 1 <= args.batch_segments <= 64:
         raise UsageError(f"--batch-segments must be in 1..64 (got {args.batch_segments})")
+    from .run_plan import plan_from_args
+
+    plan = plan_from_args(args, con)
     t0 = time.perf_counter()
-    sep = Separator(args.model, config=args.config, backend=args.backend, batch_segments=args.batch_segments,
-                    precision=args.precision)
+    sep = Separator(plan)
     load = time.perf_counter() - t0
     rate = sep.config.sample_rate
     x = (0.1 * np.random.default_rng(0).standard_normal((int(args.seconds * rate), 2))).astype(np.float32)

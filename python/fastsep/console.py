@@ -1,4 +1,4 @@
-"""Messages and progress on stderr for the command-line tools (cli.py, evaluate.py)."""
+"""Messages and progress on stderr for the command-line tools (cli.py, evaluate.py): output only, no work."""
 
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ def download_progress(con: Console, label: str):
         if con.tty:
             frac = done / total if total else 0.0
             con.status(f"{label} {bar(frac)} {size_text(done)}" + (f" / {size_text(total)}" if total else ""))
+            if total and done >= total:
+                con.done()  # the finished download's line is not redrawn under later messages
         elif time.monotonic() - last[0] > 10 or (total and done >= total):
             last[0] = time.monotonic()
             con.print(f"{label}: {size_text(done)}" + (f" of {size_text(total)}" if total else ""))
@@ -119,15 +121,3 @@ def fmt_seconds(seconds: float) -> str:
     m, s = divmod(int(seconds + 0.5), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
-
-def load_separator(source, backend: str, con: Console, precision: str | None = None, mwf: bool = False,
-                   **quality):
-    """The Separator for a resolved model; a stock model not yet downloaded is fetched with a progress line."""
-    from . import Separator
-    from .models import download
-
-    if source.kind == "stock" and download.find_model(source.spec) is None:
-        download.ensure_model(source.spec, progress=download_progress(con, f"downloading {source.spec}"),
-                              log=lambda m: con.print(m))
-        con.done()
-    return Separator(source, backend=backend, precision=precision, mwf=mwf, **quality)  # overlap, full_band

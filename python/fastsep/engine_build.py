@@ -1,12 +1,4 @@
-"""TensorRT engines of all stems' U-Nets, in one self-describing fastsep engine file.
-
-File layout (one file, so `Separator("x.engine")` needs nothing else):
-
-    8 bytes   magic b"FSEPTRT\\0"
-    4 bytes   little-endian u32: length H of the header
-    H bytes   UTF-8 JSON header: format, model config, precision, TensorRT flavour and version, batch profile,
-              what the engine was built for, I/O tensor names, engine size and sha256
-    rest      the serialized TensorRT engine (exactly header["engine_bytes"] bytes)
+"""TensorRT engines of all stems' U-Nets, written as fastsep engine files (the format: models/engine_file.py).
 
 Network: the ONNX graph of fastsep.models.onnx_export (input "magnitudes" (B, 2, T, F) float32, output
 "estimates" (B, stems, 2, T, F) float32; fp16 engines cast inside), with one optimisation profile over the batch
@@ -18,26 +10,21 @@ which builds engines ahead of time without a GPU for the compute capabilities it
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
-import re
-import struct
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import MissingDependencyError, ModelError
-from .models.config import ModelConfig, parse_json
-from .models.files import atomic_path, open_regular
+from .models.config import ModelConfig
+from .models.engine_file import FLAVOURS, FORMAT, MAX_BATCH, write_engine_file
 from .models.onnx_export import INPUT, OUTPUT
+from .models.precision import STORED, check as check_precision
+from .models.source import ModelSource, resolve
 
-MAGIC = b"FSEPTRT\0"
-FORMAT = "fastsep-engine-1"
-FLAVOURS = ("tensorrt", "tensorrt_rtx")
 #: TensorRT-RTX compute capabilities (ahead-of-time targets) used when no GPU is visible at build time.
 RTX_DEFAULT_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
-_MAX_HEADER = 1 << 20
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT import
@@ -92,137 +79,21 @@ def _gpu_name() -> Optional[str]:
         return None
 
 
-# ------------------------------------------------------------------------------------------------ file format
-def write_engine_file(path: Path, header: dict, engine: bytes) -> Path:
-    header = dict(header, engine_bytes=len(engine), engine_sha256=hashlib.sha256(engine).hexdigest())
-    blob = json.dumps(header, sort_keys=True).encode("utf-8")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(MAGIC + struct.pack("<I", len(blob)) + blob)
-            f.write(engine)
-    return path
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-MAX_BATCH = 4096
-
-
-def _header_problem(h: dict) -> Optional[str]:
-    """What is wrong with the fields of a header whose format is FORMAT (None when nothing)."""
-    batch = h.get("batch")
-    built_for = h.get("built_for", {})
-    if h.get("precision") not in ("fp16", "fp32"):
-        return "precision must be fp16 or fp32"
-    if h.get("flavour") not in FLAVOURS:
-        return f"flavour must be {' or '.join(FLAVOURS)}"
-    if not isinstance(h.get("trt_version"), str) or not 0 < len(h["trt_version"]) <= 64:
-        return "trt_version must be a version string"
-    if not (isinstance(batch, list) and len(batch) == 3 and all(type(b) is int for b in batch)
-            and 1 <= batch[0] <= batch[1] <= batch[2] <= MAX_BATCH):
-        return f"batch must be [min, opt, max] with 1 <= min <= opt <= max <= {MAX_BATCH}"
-    if (h.get("input"), h.get("output")) != (INPUT, OUTPUT):
-        return f"I/O tensors must be {INPUT!r} and {OUTPUT!r}"
-    if h.get("io_dtype", "float32") != "float32":
-        return "io_dtype must be float32"
-    if type(h.get("engine_bytes")) is not int or h["engine_bytes"] < 0:
-        return "engine_bytes must be a non-negative integer"
-    if not isinstance(h.get("engine_sha256"), str) or not _SHA256.fullmatch(h["engine_sha256"]):
-        return "engine_sha256 must be 64 hex digits"
-    if not isinstance(built_for, dict):
-        return "built_for must be an object"
-    targets, gpu = built_for.get("targets", []), built_for.get("build_gpu")
-    if not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
-        return "built_for must name its targets as strings"
-    if not isinstance(gpu, (str, type(None))):
-        return "built_for must name its build GPU as a string"
-    if not isinstance(h.get("io", {}), dict):
-        return "io must be an object"
-    return None
-
-
-def _check_header(raw, path: Path) -> dict:
-    """The header with its config as a ModelConfig; ModelError (one line) for any field of the wrong kind."""
-    if not isinstance(raw, dict):
-        raise ModelError(f"{path}: corrupt fastsep engine header (not a JSON object)")
-    if raw.get("format") != FORMAT:
-        shown = raw.get("format") if isinstance(raw.get("format"), str) else type(raw.get("format")).__name__
-        raise ModelError(f"{path}: engine format {shown[:40]!r} is not {FORMAT} (rebuild it)")
-    problem = _header_problem(raw)
-    if problem:
-        raise ModelError(f"{path}: corrupt fastsep engine header ({problem})")
-    try:
-        config = ModelConfig.from_dict(raw.get("config"))
-    except ModelError as e:
-        raise ModelError(f"{path}: {e}") from None
-    return dict(raw, config=config)
-
-
-def read_engine_header(path: str | os.PathLike) -> tuple[dict, int]:
-    """(header, offset of the engine bytes); ModelError for anything that is not a complete fastsep engine."""
-    path = Path(path)
-    try:
-        with open_regular(path, "engine file") as (f, size):  # a FIFO or device is refused, never waited on
-            head = f.read(12)
-            if len(head) < 12 or head[:8] != MAGIC:
-                raise ModelError(f"{path} is not a fastsep engine file (build one with `fastsep build`)")
-            (n,) = struct.unpack("<I", head[8:])
-            if n > _MAX_HEADER:
-                raise ModelError(f"{path}: corrupt fastsep engine header")
-            blob = f.read(n)
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(blob) != n:
-        raise ModelError(f"{path} is truncated (header incomplete)")
-    header = _check_header(parse_json(blob, f"{path}: corrupt fastsep engine header"), path)
-    offset = 12 + n
-    if size - offset != header["engine_bytes"]:
-        raise ModelError(f"{path} is truncated or damaged: {size - offset} engine bytes, expected "
-                         f"{header['engine_bytes']}")
-    return header, offset
-
-
-def read_engine(path: str | os.PathLike, verify: bool = True) -> tuple[dict, bytes]:
-    header, offset = read_engine_header(path)
-    try:
-        with open_regular(path, "engine file") as (f, size):
-            if size - offset != header["engine_bytes"]:  # another file than the header read: refuse it
-                raise ModelError(f"{path} changed while it was read")
-            f.seek(offset)
-            engine = f.read(header["engine_bytes"])
-    except OSError as e:
-        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
-    except MemoryError:
-        raise ModelError(f"engine file {path} ({header['engine_bytes'] >> 20} MiB) does not fit in memory") from None
-    if verify and hashlib.sha256(engine).hexdigest() != header.get("engine_sha256"):
-        raise ModelError(f"{path} is damaged: its engine does not match the checksum in its header")
-    return header, engine
-
-
-def describe(header: dict) -> str:
-    built = header.get("built_for", {})
-    return (f"{header['config'].name} {header['precision']} engine, {header['flavour']} {header['trt_version']}, "
-            f"batch {tuple(header['batch'])}, built for {built.get('targets')} on {built.get('build_gpu') or 'no GPU'}")
-
-
 # ------------------------------------------------------------------------------------------------ building
-def _load_network_source(model, config: Optional[str], precision: str):
-    """(config, ONNX bytes) from a stock name, checkpoint folder, .safetensors or fastsep .onnx file."""
-    from .models.source import resolve
-
-    source = resolve(model, config)
+def _network(source: ModelSource, precision: str) -> bytes:
+    """The ONNX graph to build from: a fastsep .onnx as it is (of that precision), else built from the weights."""
     if source.kind == "engine":
-        raise ModelError(f"{model} is an engine already: build from the model it was made from")
+        raise ModelError(f"{source.spec} is an engine already: build from the model it was made from")
     if source.kind == "onnx":
         if source.precision != precision:
-            raise ModelError(f"{model} is an {source.precision} export; export it again with precision {precision} "
-                             "or build from the model itself")
+            raise ModelError(f"{source.spec} is an {source.precision} export; export it again with precision "
+                             f"{precision} or build from the model itself")
         from .models.onnx_export import load_onnx
 
-        return source.config, load_onnx(source.path, config)[0].SerializeToString()
+        return load_onnx(source.path, source.config_spec)[0].SerializeToString()
     from .models.onnx_export import build_model
 
-    return source.config, build_model(source.config, source.weights(), precision).SerializeToString()
+    return build_model(source.config, source.weights(), precision).SerializeToString()
 
 
 def _check_batch(batch: Sequence[int]) -> tuple[int, int, int]:
@@ -306,20 +177,22 @@ def build_serialized(onnx_bytes: bytes, cfg: ModelConfig, precision: str, batch:
     return bytes(serialized), fields
 
 
-def build_engine(model, output, precision: str = "fp16", batch: Sequence[int] = (1, 4, 8),
+def build_engine(model: ModelSource | str | os.PathLike, output, precision: str = "fp16",
+                 batch: Sequence[int] = (1, 4, 8),
                  config: Optional[str] = None, flavour: Optional[str] = None,
                  targets: Optional[Sequence[str]] = None, workspace_mb: Optional[int] = None) -> Path:
-    """Build a fastsep engine file from any model (stock name, checkpoint folder, .safetensors, fastsep .onnx).
+    """Build a fastsep engine file from a ModelSource (or anything models.source.resolve takes: stock name,
+    checkpoint folder, .safetensors, fastsep .onnx; `config` then completes it).
 
     precision: "fp16" or "fp32". batch: (min, opt, max) segments per call (max bounds the pipeline's chunk).
     flavour: "tensorrt" or "tensorrt_rtx" (default: whichever is installed, full TensorRT first).
     targets: TensorRT-RTX compute capabilities, e.g. ("SM89",) (default: the visible GPU, else all of
     RTX_DEFAULT_TARGETS).
     """
-    if precision not in ("fp16", "fp32"):
-        raise ModelError(f"precision must be fp16 or fp32, not {precision!r}")
+    check_precision(precision, STORED, ModelError)
     batch = _check_batch(batch)
-    cfg, onnx_bytes = _load_network_source(model, config, precision)
+    source = resolve(model, config)
+    cfg, onnx_bytes = source.config, _network(source, precision)
     engine, fields = build_serialized(onnx_bytes, cfg, precision, batch, flavour, targets, workspace_mb)
     header = {"format": FORMAT, "config": json.loads(cfg.to_json()), "precision": precision, "batch": list(batch),
               "input": INPUT, "output": OUTPUT, "io_dtype": "float32", **fields}

@@ -17,6 +17,12 @@ class UsageError(FastsepError):
     """Bad options or setup found before any work starts (the CLI exits 2)."""
 
 
+class OptionError(UsageError, InputError):
+    """A run option that cannot be used (model and backend, precision, overlap, mwf), refused where the run is
+    planned (fastsep.run_plan). It is a UsageError for the CLI and, as the API refused overlap before, an
+    InputError."""
+
+
 class MissingDependencyError(FastsepError):
     """An optional dependency is not installed."""
 

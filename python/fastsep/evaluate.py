@@ -222,14 +222,13 @@ def _file_id(path) -> tuple | None:
 
 def run_cli(args, con) -> int:
     from . import audio
-    from .console import load_separator
-    from .models.source import resolve
+    from .run_plan import plan_from_args
     from .outputs import check_duration, missing_folders, precheck_output, remove_empty
-    from .quality_options import check_overlap
+    from .separator import Separator
 
     audio.silence_ffmpeg_logs()
     _metrics_module()  # fail early when museval is missing
-    check_overlap(args.overlap)
+    plan = plan_from_args(args, con)  # the model, backend and quality options, checked once
     tracks = find_tracks(args.inputs)
     names = [t.name for t in tracks]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -239,12 +238,11 @@ def run_cli(args, con) -> int:
     if args.json:
         _check_json_target(pathlib.Path(args.json))
     out_dir = pathlib.Path(args.output_path) if args.output_path else None
-    source = resolve(args.model, args.config)
     plans = {}
     if out_dir is not None:  # checked whole before the model loads
         precheck_output(out_dir)
-        plans = output_paths(tracks, out_dir, source.config.instruments)
-    sep = load_separator(source, args.backend, con, mwf=args.mwf, overlap=args.overlap, full_band=args.full_band)
+        plans = output_paths(tracks, out_dir, plan.source.config.instruments)
+    sep = Separator(plan)
     created = missing_folders([t for paths in plans.values() for t in paths.values()], out_dir) if plans else []
     try:
         return _evaluate_tracks(args, con, sep, tracks, plans)

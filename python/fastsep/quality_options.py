@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .errors import InputError, UsageError
+from .errors import OptionError
 
 MAX_OVERLAP = 0.9  # 10 network calls per segment of audio
 RECOMMENDED_OVERLAP = 0.25  # benchmarks/RESULTS.md "Segment overlap and full-band stems"
@@ -27,11 +27,13 @@ class Quality:
     extension: str = "average"
 
     def __post_init__(self):
-        overlap = self.overlap
-        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap <= MAX_OVERLAP:
-            raise InputError(f"overlap must be a number from 0 to {MAX_OVERLAP}, got {overlap!r}")
+        overlap = self.overlap  # the one check of overlap, for the API and the CLI's --overlap alike
+        number = not isinstance(overlap, bool) and isinstance(overlap, (int, float))
+        if not number or not 0 <= overlap <= MAX_OVERLAP:  # also refuses nan
+            shown = f"{overlap:g}" if number else repr(overlap)
+            raise OptionError(f"overlap must be a number from 0 to {MAX_OVERLAP:g} (got {shown})")
         if self.fade not in FADES or self.blend not in BLENDS or self.extension not in EXTENSIONS:
-            raise InputError(f"unknown quality option: fade {self.fade!r}, blend {self.blend!r}, "
+            raise OptionError(f"unknown quality option: fade {self.fade!r}, blend {self.blend!r}, "
                              f"extension {self.extension!r}")
 
     @property
@@ -44,8 +46,3 @@ class Quality:
     def spleeter_exact(self) -> bool:
         return self.overlap == 0 and not self.full_band
 
-
-def check_overlap(overlap: float) -> None:
-    """--overlap of the command line, before any work: a UsageError outside [0, MAX_OVERLAP]."""
-    if not 0 <= overlap <= MAX_OVERLAP:  # also refuses nan
-        raise UsageError(f"--overlap must be from 0 to {MAX_OVERLAP:g} (got {overlap:g})")

@@ -8,11 +8,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import dsp
-from .errors import FastsepError, InputError, ModelError
+from .errors import FastsepError, InputError
 from .models.config import ModelConfig
 from .resample import StreamResampler, converted_length, resample
-
-_MWF_CPU_ONLY = "mwf (multichannel Wiener filter) runs in the CPU pipeline only: use a CPU backend (e.g. 'onnxruntime')"
+from .run_plan import RunPlan, resolve_plan
 
 
 def _as_float_waveform(x) -> np.ndarray:
@@ -69,6 +68,9 @@ class Separator:
     the mix. Both off: Spleeter's exact output. On the CPU, overlap (and full band with mwf) runs on the whole song at
     once (memory as run()); full band alone streams.
 
+    model may also be a fastsep.run_plan.RunPlan (resolve_plan(...) takes the arguments above): the Separator runs
+    it as it is, and of the other arguments only spill_dir applies.
+
     One Separator holds its network and buffers: reuse it for any number of songs.
     """
 
@@ -76,34 +78,26 @@ class Separator:
                  batch_segments: int | None = None, threads: int | None = None, precision: str | None = None,
                  cuda_graphs: bool = False, mwf: bool = False, overlap: float = 0.0, full_band: bool = False,
                  spill_dir: str | os.PathLike | None = None):
-        from . import backends
-        from .models.source import kind_of, resolve
-        from .quality_options import Quality
-
-        quality = self.quality = Quality(overlap, bool(full_band))
-        chosen, precision_run = backends.choose(backend, kind_of(model), precision, str(model))
-        if mwf and "cpu" not in chosen.devices:
-            raise FastsepError(_MWF_CPU_ONLY)
-        source = resolve(model, config)
-        if source.kind == "engine":
-            if precision is not None and precision != source.precision:
-                raise ModelError(f"{source.path} is an {source.precision} engine, not {precision}")
-            precision_run = source.precision
-        options = backends.Options(precision_run, threads, batch_segments, cuda_graphs, quality)
-        self._runner, self._gpu = chosen.create(source, options)
-        if self._gpu is not None and mwf:
-            raise FastsepError(_MWF_CPU_ONLY)
-        self.backend = chosen.name
-        self.precision = precision_run
-        self.source = source
-        self.config: ModelConfig = source.config
+        if isinstance(model, RunPlan):
+            plan = model
+        else:
+            plan = resolve_plan(model, config, backend=backend, precision=precision, overlap=overlap,
+                                full_band=full_band, mwf=mwf, threads=threads, batch_segments=batch_segments,
+                                cuda_graphs=cuda_graphs)
+        self.plan = plan
+        self._runner, self._gpu = plan.backend.create(plan)
+        self.backend = plan.backend.name
+        self.precision = plan.precision
+        self.source = plan.source
+        self.quality = plan.quality
+        self.config: ModelConfig = plan.source.config
         if self._gpu is not None:
             self._pipeline = self._gpu
         else:
             from .pipeline import HostPipeline
 
-            self._pipeline = HostPipeline(self.config, self._runner, batch_segments or 1, mwf=mwf,
-                                          spill_dir=spill_dir, quality=quality, threads=threads)
+            self._pipeline = HostPipeline(self.config, self._runner, plan.batch_segments or 1, mwf=plan.mwf,
+                                          spill_dir=spill_dir, quality=plan.quality, threads=plan.threads)
 
     @property
     def spill_dir(self):
@@ -196,12 +190,12 @@ class Separator:
                 r.length = converted_length(received, sample_rate, out_rate)
             yield to_model.process(np.zeros((0, 2), np.float32), last=True)
 
-        if self._gpu is not None:
+        if self._gpu is not None and self.quality.spleeter_exact:
             from .pipeline import stream_windows
 
-            if not self.quality.spleeter_exact:  # overlapped segments follow one schedule from the song's start
-                window_segments = 1 << 40
             stems = stream_windows(self._gpu.separate, self.config, model_blocks(), window_segments)
+        elif self._gpu is not None:  # overlapped segments follow one schedule from the song's start: one window
+            stems = [list(self._gpu.separate(np.ascontiguousarray(np.concatenate(list(model_blocks())))))]
         else:
             stems = self._pipeline.stream(model_blocks(), progress)
         for parts in stems:

@@ -25,7 +25,7 @@ import pytest
 import assets
 import fastsep
 from conftest import random_weights
-from fastsep.engine_build import MAGIC, write_engine_file
+from fastsep.models.engine_file import MAGIC, write_engine_file
 from fastsep.errors import ModelError
 from fastsep.models import download, files
 from fastsep.models.checkpoint import load_weights
@@ -167,7 +167,7 @@ def _write_safetensors(path):
 
 
 def _write_onnx(path, model_file):
-    from fastsep.models.onnx_export import export_onnx
+    from fastsep.models.checkpoint import export_onnx
 
     export_onnx(model_file, path)
     assert path.stat().st_size > 1 << 20

@@ -262,7 +262,7 @@ def safetensors(rng, work: Path, real: Path):
 
 def engine(rng, work: Path, real: Path):
     """Engine files with a real fastsep header (no TensorRT needed to read it) mutated as JSON, text or bytes."""
-    from fastsep.engine_build import FORMAT, MAGIC, describe, read_engine
+    from fastsep.models.engine_file import FORMAT, MAGIC, describe, read_engine
     from fastsep.models import config as configs
 
     payload = b"serialized engine"

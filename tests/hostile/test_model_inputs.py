@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastsep import ModelError
-from fastsep.engine_build import FORMAT, MAGIC, read_engine_header, write_engine_file
+from fastsep.models.engine_file import FORMAT, MAGIC, read_engine_header, write_engine_file
 from fastsep.models import config as configs
 from fastsep.models.onnx_export import INPUT, OUTPUT, load_onnx
 from fastsep.models.weights import FORMAT as MODEL_FORMAT

@@ -26,7 +26,8 @@ import fastsep  # noqa: E402
 from conftest import random_weights  # noqa: E402
 from fastsep import ModelError  # noqa: E402
 from fastsep.models import config as configs  # noqa: E402
-from fastsep.models.onnx_export import INPUT, OUTPUT, export_onnx, load_onnx  # noqa: E402
+from fastsep.models.checkpoint import export_onnx  # noqa: E402
+from fastsep.models.onnx_export import INPUT, OUTPUT, load_onnx  # noqa: E402
 from fastsep.models.source import resolve  # noqa: E402
 from fastsep.models.weights import save_model  # noqa: E402
 
@@ -53,7 +54,7 @@ READ = """
     from fastsep.models.tf_checkpoint import read_checkpoint
     from fastsep.models.weights import load_model_file, read_model_config
     from fastsep.models.onnx_export import load_onnx
-    from fastsep.engine_build import read_engine, read_engine_header
+    from fastsep.models.engine_file import read_engine, read_engine_header
     try:
         {call}
     except FastsepError as e:

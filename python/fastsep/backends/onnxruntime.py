@@ -38,7 +38,7 @@ class OnnxRuntimeRunner:
         return self.session.run([OUTPUT], {INPUT: magnitudes})[0]
 
 
-def create(source, options):
+def create(plan):
     """The registry's factory (backends/__init__.py): a host runner on the model's fp32 ONNX graph."""
-    network, weights = source.onnx_network()
-    return OnnxRuntimeRunner(network, options.threads, weights), None
+    network, weights = plan.source.onnx_network()
+    return OnnxRuntimeRunner(network, plan.threads, weights), None

@@ -244,21 +244,23 @@ class NativeOpenVINO:
         return np.concatenate(out)[:b]
 
 
-def create(source, options):
+def create(plan):
     """The registry's factory (backends/__init__.py): OpenVINO's C++ runtime on the model's fp32 ONNX graph inside
-    the C++ pipeline, compiled for the precision asked (bf16 only where the CPU has it natively)."""
+    the C++ pipeline, compiled for the plan's precision (bf16 only where the CPU has it natively)."""
+    from ..models.download import model_home
     from ..models.onnx_export import forget_cached_graph, network_with_weight_inputs
     from ..pipeline import native_module
 
+    source = plan.source
     if not native_module().openvino:  # fastsep was built without OpenVINO's C++ runtime
         network, weights = source.onnx_network()
-        return OpenVINORunner(network, options.threads, weights, precision=options.precision), None
-    args = (source.config, options.precision, options.threads, options.batch_segments or 1)
+        return OpenVINORunner(network, plan.threads, weights, precision=plan.precision), None
+    args = (source.config, plan.precision, plan.threads, plan.batch_segments or 1)
     if source.kind == "onnx":
         return NativeOpenVINO(source.onnx_network()[0], None, *args), None
-    variables = source.weights()
+    variables, graphs = source.weights(), model_home() / "graphs"
     try:
-        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables), *args), None
+        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables, graphs), *args), None
     except ModelError:  # a damaged cached graph: build it again, once
-        forget_cached_graph(source.config)
-        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables), *args), None
+        forget_cached_graph(graphs, source.config)
+        return NativeOpenVINO(*network_with_weight_inputs(source.config, variables, graphs), *args), None

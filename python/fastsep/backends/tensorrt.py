@@ -13,7 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..engine_build import describe, import_tensorrt, read_engine
+from ..engine_build import import_tensorrt
+from ..models.engine_file import describe, read_engine
 from ..errors import FastsepError, ModelError
 
 
@@ -164,21 +165,18 @@ class TensorRTRunner:
         return out.cpu().numpy()
 
 
-def create(source, options):
+def create(plan):
     """The registry's factory (backends/__init__.py): an engine file as it is, or an engine built for this GPU
     from any other model and cached (engine_cache_dir()), inside the CUDA pipeline."""
     from .. import native
-    from ..engine_build import read_engine_header
 
-    if source.kind == "engine":  # the missing-package error first: it names the extra to install
-        import_tensorrt(read_engine_header(source.path)[0]["flavour"])
-    else:
-        import_tensorrt()
+    source = plan.source
+    import_tensorrt(source.flavour)  # the missing-package error first: it names the extra to install
     native.require()
-    batch = options.batch_segments or 4
-    path = source.path if source.kind == "engine" else cached_engine(source, None, options.precision, batch)
+    batch = plan.batch_segments or 4
+    path = source.path if source.kind == "engine" else cached_engine(source, plan.precision, batch)
     runner = TensorRTRunner(path)
-    gpu = native.Pipeline.from_config(runner.config, max_batch=min(batch, runner.batch[2]), quality=options.quality)
+    gpu = native.Pipeline.from_config(runner.config, max_batch=min(batch, runner.batch[2]), quality=plan.quality)
     runner.attach(gpu)
     return runner, gpu
 
@@ -190,17 +188,14 @@ def engine_cache_dir() -> Path:
     return Path(model_home()) / "engines"
 
 
-def cached_engine(model, config: Optional[str], precision: str, max_batch: int) -> Path:
-    """A fastsep engine for (model, config, precision, batch 1..max_batch) on this GPU and TensorRT: from the
-    cache, or built now (seconds with TensorRT-RTX, minutes with TensorRT) and stored atomically. `model` and
-    `config` are what models.source.resolve() takes."""
+def cached_engine(source, precision: str, max_batch: int) -> Path:
+    """A fastsep engine for (ModelSource, precision, batch 1..max_batch) on this GPU and TensorRT: from the
+    cache, or built now (seconds with TensorRT-RTX, minutes with TensorRT) and stored atomically."""
     import hashlib
     import json
 
     from ..engine_build import _gpu_name, build_engine
-    from ..models.source import resolve
 
-    source = resolve(model, config)
     trt, flavour = import_tensorrt()
     key = json.dumps([source.identity(), precision, max_batch, flavour, trt.__version__, _gpu_name()], default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]

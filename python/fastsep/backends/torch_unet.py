@@ -32,9 +32,9 @@ import numpy as np
 from ..errors import FastsepError, MissingDependencyError, ModelError
 from ..models import unet_spec as spec
 from ..models.config import ModelConfig
+from ..models.precision import PRECISIONS
 
 DEFAULT_STEMS_MODE = "loop"
-PRECISIONS = ("fp32", "fp16", "bf16")
 LAYER_SPANS = False  # benchmarks/gpu_throughput.py --profile: name each layer in torch.profiler (eager runs)
 
 
@@ -343,20 +343,20 @@ def device_tensor(torch, view, device):
     return t
 
 
-def create(source, options):
+def create(plan):
     """The registry's factory (backends/__init__.py): inside the CUDA pipeline where torch sees a GPU and fastsep
     was built with CUDA, else a host runner on the CPU (fp32 or bf16)."""
     torch = import_torch()
     from .. import native
 
-    cfg, variables = source.config, source.weights()
+    cfg, variables = plan.source.config, plan.source.weights()
     if torch.cuda.is_available() and native.available():
-        gpu = native.Pipeline.from_config(cfg, max_batch=options.batch_segments or 4, quality=options.quality)
-        runner = TorchRunner(cfg, variables, device=f"cuda:{gpu.device}", precision=options.precision,
-                             cuda_graphs=options.cuda_graphs)
+        gpu = native.Pipeline.from_config(cfg, max_batch=plan.batch_segments or 4, quality=plan.quality)
+        runner = TorchRunner(cfg, variables, device=f"cuda:{gpu.device}", precision=plan.precision,
+                             cuda_graphs=plan.cuda_graphs)
         runner.attach(gpu)
         return runner, gpu
-    if options.precision == "fp16":
+    if plan.precision == "fp16":
         why = native.unavailable_reason() or "torch.cuda.is_available() is False"
         raise FastsepError(f"fp16 needs the GPU pipeline, which cannot run here: {why}")
-    return TorchRunner(cfg, variables, precision=options.precision, threads=options.threads), None
+    return TorchRunner(cfg, variables, precision=plan.precision, threads=plan.threads), None

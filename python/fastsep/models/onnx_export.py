@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ModelError
 from .config import ModelConfig
 from .files import atomic_path, read_regular
+from .precision import STORED, check as check_precision
 from . import unet_spec as spec
 
 OPSET = 17
@@ -138,13 +139,13 @@ def build_model_in_memory(cfg: ModelConfig, variables: dict[str, np.ndarray], pr
     return model.SerializeToString(), weights
 
 
-def network_with_weight_inputs(cfg: ModelConfig, variables: dict[str, np.ndarray],
+def network_with_weight_inputs(cfg: ModelConfig, variables: dict[str, np.ndarray], cache: Path | None = None,
                                precision: str = "fp32") -> tuple[bytes, dict[str, np.ndarray]]:
     """(serialized fp32/fp16 graph whose weights are graph inputs, {name: weight array}): what OpenVINO reads
     without copying the weights (it cannot take ONNX external data from memory). The graph depends only on the
-    config, the precision and this code, so it is kept in the model cache (docs/architecture.md §4.7): a run then
-    needs no onnx import, which costs more than the rest of loading a model."""
-    path = _graph_cache_path(cfg, precision)
+    config, the precision and this code, so it is kept in the folder `cache` (docs/architecture.md §4.7): a run
+    then needs no onnx import, which costs more than the rest of loading a model."""
+    path = _graph_cache_path(cache, cfg, precision)
     if path is not None:
         try:
             graph = read_regular(path, "cached network graph", MAX_ONNX_BYTES)
@@ -164,27 +165,26 @@ def network_with_weight_inputs(cfg: ModelConfig, variables: dict[str, np.ndarray
     return graph, weights
 
 
-def forget_cached_graph(cfg: ModelConfig, precision: str = "fp32") -> None:
+def forget_cached_graph(cache: Path | None, cfg: ModelConfig, precision: str = "fp32") -> None:
     """Remove a cached graph that OpenVINO could not read (the next load builds it again)."""
-    path = _graph_cache_path(cfg, precision)
+    path = _graph_cache_path(cache, cfg, precision)
     if path is not None:
         path.unlink(missing_ok=True)
 
 
-def _graph_cache_path(cfg: ModelConfig, precision: str) -> Path | None:
-    from .. import __version__
-    from .download import model_home
-
+def _graph_cache_path(cache: Path | None, cfg: ModelConfig, precision: str) -> Path | None:
+    if cache is None:
+        return None
     digest = hashlib.sha256()
     try:
         for code in (Path(__file__), Path(spec.__file__)):  # the code that shapes the graph
             digest.update(code.read_bytes())
     except OSError:
         return None
-    for part in (__version__, cfg.to_json(), precision):
+    for part in (cfg.to_json(), precision):
         digest.update(b"\0" + part.encode())
     name = re.sub(r"[^A-Za-z0-9_-]", "_", cfg.name)[:40]
-    return model_home() / "graphs" / f"{name}-{precision}-{digest.hexdigest()[:32]}.onnx"
+    return Path(cache) / f"{name}-{precision}-{digest.hexdigest()[:32]}.onnx"
 
 
 def weights_as_inputs(model, weights: dict[str, np.ndarray]) -> bytes:
@@ -206,8 +206,7 @@ def weights_as_inputs(model, weights: dict[str, np.ndarray]) -> bytes:
 def _build(cfg: ModelConfig, variables: dict[str, np.ndarray], precision: str, external: bool,
            weights_only: bool = False):
     """(ModelProto, {name: weight kept out of it} or None); weights_only: (None, the weights), without onnx."""
-    if precision not in ("fp32", "fp16"):
-        raise ModelError(f"precision must be fp32 or fp16, not {precision!r}")
+    check_precision(precision, STORED, ModelError)
     dtype = np.float16 if precision == "fp16" else np.float32
     g = _Graph(np.dtype(dtype), external, weights_only)
     x = INPUT
@@ -249,23 +248,9 @@ def read_metadata(model) -> tuple[ModelConfig, str]:
     if "fastsep_config" not in props:
         raise ModelError("this ONNX file was not exported by fastsep (no fastsep_config in its metadata)")
     precision = props.get("fastsep_precision", "fp32")
-    if precision not in ("fp32", "fp16"):
+    if precision not in STORED:
         raise ModelError(f"fastsep_precision {precision[:40]!r} in the ONNX metadata is not fp32 or fp16")
     return ModelConfig.from_json(props["fastsep_config"]), precision
-
-
-def export_onnx(model: str | os.PathLike, output: str | os.PathLike, precision: str = "fp32",
-                config: str | None = None) -> Path:
-    """Export any model (stock name, checkpoint folder, fastsep model file) to an ONNX file, atomically."""
-    import onnx
-
-    from .checkpoint import load_weights
-
-    cfg, variables = load_weights(model, config)
-    proto = build_model(cfg, variables, precision)
-    with atomic_path(output) as tmp:
-        onnx.save(proto, str(tmp))
-    return Path(output)
 
 
 def load_onnx(path: str | os.PathLike, config: str | None = None, load_weights: bool = True):

@@ -34,6 +34,11 @@ class ModelSource:
     path: Optional[Path] = None  # file or folder; None for a stock model (found or downloaded by weights())
     precision: Optional[str] = None  # onnx and engine: the precision they were exported / built with
     config_spec: Optional[str] = None  # the config the user gave, if any
+    flavour: Optional[str] = None  # engine: the TensorRT flavour it was built with
+    # Where a stock model's download reports (the CLI's progress line); set by run_plan.resolve_plan.
+    download_progress: Optional[Callable[[int, int], None]] = dataclasses.field(default=None, compare=False,
+                                                                                 repr=False)
+    download_log: Optional[Callable[[str], None]] = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def has_weights(self) -> bool:
@@ -43,18 +48,20 @@ class ModelSource:
     def stock_name(self) -> Optional[str]:
         return configs.stock_name(self.spec) if self.kind == "stock" else None
 
-    def checkpoint_folder(self, progress=None, log: Optional[Callable[[str], None]] = None) -> Path:
-        """The checkpoint folder of a stock or checkpoint model (a stock one is downloaded on first use)."""
+    def checkpoint_folder(self) -> Path:
+        """The checkpoint folder of a stock or checkpoint model: the one place a stock model is downloaded (on
+        first use, reported to download_progress / download_log)."""
         if self.kind == "checkpoint":
             return self.path
         if self.kind == "stock":
             from .download import ensure_model
 
-            return Path(ensure_model(self.spec, progress=progress, log=log))
+            return Path(ensure_model(self.spec, progress=self.download_progress, log=self.download_log))
         raise ModelError(f"{self.spec} is a {self.kind} model, not a checkpoint")
 
-    def weights(self, progress=None, log: Optional[Callable[[str], None]] = None) -> dict[str, np.ndarray]:
-        """float32 variables by TensorFlow name, checked against the config."""
+    def weights(self) -> dict[str, np.ndarray]:
+        """float32 variables by TensorFlow name, checked against the config (a stock model is downloaded on first
+        use)."""
         from .tf_checkpoint import read_checkpoint
         from .weights import check_variables, load_model_file
 
@@ -64,7 +71,7 @@ class ModelSource:
         if self.kind == "checkpoint":
             return check_variables(read_checkpoint(self.path), self.config, f"checkpoint {self.path}")
         if self.kind == "stock":
-            folder = self.checkpoint_folder(progress, log)
+            folder = self.checkpoint_folder()
             try:
                 variables = read_checkpoint(folder)
             except ModelError as e:  # a damaged cached copy: say where it is and how to fetch it again
@@ -89,10 +96,17 @@ class ModelSource:
         return build_model_in_memory(self.config, self.weights(), precision or "fp32")
 
     def identity(self) -> list:
-        """What a network built from this source depends on, cheaply: files (path, size, mtime, inode) and config."""
+        """What a network built from this source depends on, cheaply and without downloading: files (path, size,
+        mtime, inode) and config. A stock model fastsep downloaded is its name (its archive was checked against a
+        sha256); one found under $MODEL_PATH (Spleeter's layout) is its files, and one not yet here is not fetched."""
         ident = [f"{self.kind}:{self.stock_name or self.spec}"]
-        path = self.path if self.kind != "stock" else self.checkpoint_folder()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        path = self.path
+        if self.kind == "stock":
+            from .download import find_model, model_home
+
+            found = find_model(self.spec)
+            path = found if found is not None and found.parent != model_home() else None
+        files = [] if path is None else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
             st = f.stat()
             ident.append((str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino))  # a rewrite is a new inode
@@ -156,12 +170,12 @@ def resolve(model: str | os.PathLike | ModelSource, config: Optional[str] = None
 
 
 def _engine(spec: str, path: Path, config: Optional[str]) -> ModelSource:
-    from ..engine_build import read_engine_header
+    from .engine_file import read_engine_header
 
     if config is not None:
         raise ModelError("an engine file holds its config: do not pass one")
     header, _ = read_engine_header(path)
-    return ModelSource("engine", spec, header["config"], path, header["precision"])
+    return ModelSource("engine", spec, header["config"], path, header["precision"], flavour=header["flavour"])
 
 
 def _folder_config(folder: Path, config: Optional[str]) -> ModelConfig:

@@ -12,6 +12,7 @@ from ..audio import CODECS, MAX_CHANNELS
 from ..file_engine import separate_file
 from ..outputs import (DEFAULT_FORMAT, MAX_SECONDS, check_format, missing_folders, plan_outputs, precheck_output,
                        remove_empty)
+from ..run_plan import resolve_plan
 from ..separator import Separator as FastsepSeparator
 from ._args import as_path, native_order
 from ._errors import SpleeterError, spleeter_errors
@@ -35,7 +36,7 @@ class Separator:
             raise SpleeterError("params_descriptor must be a model name or path, not "
                                 f"{type(params_descriptor).__name__}")
         with spleeter_errors("cannot load model"):
-            self._separator = FastsepSeparator(params_descriptor, mwf=bool(MWF))
+            self._separator = FastsepSeparator(resolve_plan(params_descriptor, mwf=bool(MWF)))
         self._sample_rate = int(self._separator.config.sample_rate)
 
     def separate(self, waveform: np.ndarray, audio_descriptor: str | None = "") -> dict:
