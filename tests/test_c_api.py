@@ -4,7 +4,8 @@ CMake builds libfastsep.so and the C test program csrc/tests/c_api_test.c into a
 Python, so that CMake finds pythran's pocketfft header and the openvino wheel's CMake files, as CMakeLists.txt
 does); the real 2stems model is exported with `fastsep export-onnx`. The C program checks the contract on its own
 (bad arguments, order errors, streaming = one-shot, threads); here its stems are compared with fastsep.Separator's
-on the same ONNX model and options. FASTSEP_C_API_BUILD=<folder> reuses (or makes) a build folder.
+on the same ONNX model and options. The C program runs once more with everything built under AddressSanitizer and
+UndefinedBehaviorSanitizer. FASTSEP_C_API_BUILD=<folder> reuses (or makes) the plain build's folder.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ HEADER = ROOT / "csrc" / "include" / "fastsep.h"
 pytestmark = pytest.mark.slow  # a CMake build of the library (a minute or more) and the real U-Net on whole songs
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory) -> pathlib.Path:
-    folder = pathlib.Path(os.environ.get("FASTSEP_C_API_BUILD") or tmp_path_factory.mktemp("c_api_build"))
+def cmake_build(folder: pathlib.Path, *options: str) -> pathlib.Path:
+    """libfastsep and the C test program, built by CMake into folder (made or reused)."""
     if shutil.which("cmake") is None:
         pytest.skip("cmake is not installed")
     configure = ["cmake", "-S", str(ROOT), "-B", str(folder), f"-DPython_EXECUTABLE={sys.executable}",
                  "-DFASTSEP_PYTHON=OFF", "-DFASTSEP_CUDA=OFF", "-DFASTSEP_BUILD_TESTS=ON",
-                 f"-DFASTSEP_POCKETFFT_HEADER={assets.pocketfft_header()}"]
+                 f"-DFASTSEP_POCKETFFT_HEADER={assets.pocketfft_header()}", *options]
     if shutil.which("ninja") and not (folder / "CMakeCache.txt").exists():
         configure += ["-G", "Ninja"]
     env = {k: v for k, v in os.environ.items() if k not in ("FASTSEP_CUDA", "FASTSEP_PYTHON")}
@@ -45,6 +45,11 @@ def build(tmp_path_factory) -> pathlib.Path:
     if not (folder / "libfastsep.so").exists():
         pytest.skip("libfastsep was not built (OpenVINO's C++ runtime was not found)")
     return folder
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> pathlib.Path:
+    return cmake_build(pathlib.Path(os.environ.get("FASTSEP_C_API_BUILD") or tmp_path_factory.mktemp("c_api_build")))
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +102,25 @@ def test_c_program(build, onnx_2stems):
     last = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0 and last.endswith(" 0 failed"), done.stdout[-3000:] + done.stderr[-3000:]
     assert "resampler yes" in done.stdout
+
+
+def test_c_program_under_sanitizers(onnx_2stems, tmp_path_factory):
+    """The same C test program, with libfastsep and the CPU pipeline built under AddressSanitizer and
+    UndefinedBehaviorSanitizer (FASTSEP_SANITIZE), OpenVINO's runtime inside: any invalid access, leak or undefined
+    behaviour fails it. OpenVINO's TBB loads its helpers with RTLD_DEEPBIND unless TBB_ENABLE_SANITIZERS is set (the
+    sanitizers refuse DEEPBIND); csrc/tests/lsan.supp names the one leak that is OpenVINO's own."""
+    folder = cmake_build(tmp_path_factory.mktemp("c_api_sanitize"), "-DFASTSEP_SANITIZE=ON",
+                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo")
+    env = dict(os.environ, TBB_ENABLE_SANITIZERS="1",
+               ASAN_OPTIONS="fast_unwind_on_malloc=0:detect_leaks=1:abort_on_error=0",
+               LSAN_OPTIONS=f"suppressions={ROOT / 'csrc' / 'tests' / 'lsan.supp'}",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    done = subprocess.run([str(folder / "fastsep_c_api_test"), str(onnx_2stems)], capture_output=True, text=True,
+                          cwd=folder, env=env)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines and lines[-1].endswith(" 0 failed"), \
+        done.stdout[-3000:] + done.stderr[-6000:]
+    assert "Sanitizer" not in done.stderr, done.stderr[-6000:]
 
 
 @pytest.fixture(scope="module")
