@@ -27,9 +27,8 @@ import numpy as np
 from fastsep import Separator  # the installed package, with its compiled modules (before cpu_backends' path)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
-import assets  # noqa: E402
+from common import assets  # noqa: E402
 from cpu_backends import cpu_description, music  # noqa: E402
 
 

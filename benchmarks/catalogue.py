@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import assets  # noqa: E402
-from fastsep import audio  # noqa: E402
-from fastsep.catalogue import Options, find_tracks, plan, run_catalogue, separate_track  # noqa: E402
+from common import assets, random_weights
+from fastsep import audio
+from fastsep.catalogue import Options, find_tracks, plan, run_catalogue, separate_track
 
 GPU_X_REAL_TIME = {"device-to-device": 5010, "host-to-host": 2863}  # 4stems fp16 on an H100, benchmarks/RESULTS.md
 
@@ -103,7 +101,6 @@ def main() -> None:
 
     from fastsep.models import config as configs
     from fastsep.models.weights import save_model
-    from conftest import random_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

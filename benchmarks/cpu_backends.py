@@ -23,25 +23,21 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from common import assets, random_variables, snr_db
+from fastsep import dsp
+from fastsep.backends.onnxruntime import OnnxRuntimeRunner
+from fastsep.backends.openvino import OpenVINORunner, import_openvino, missing_native_bf16
+from fastsep.models import config as configs
+from fastsep.models.checkpoint import load_weights
+from fastsep.models.onnx_export import build_model_in_memory
+from fastsep.pipeline import HostPipeline
 
-import assets  # noqa: E402
-from conftest import snr_db  # noqa: E402
-from fastsep import dsp  # noqa: E402
-from fastsep.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
-from fastsep.backends.openvino import OpenVINORunner, import_openvino, missing_native_bf16  # noqa: E402
-from fastsep.models import config as configs  # noqa: E402
-from fastsep.models.checkpoint import load_weights  # noqa: E402
-from fastsep.models.onnx_export import build_model_in_memory  # noqa: E402
-from fastsep.pipeline import HostPipeline  # noqa: E402
-from random_weights import random_variables  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 #: bf16 variants of the study: name -> layers kept in fp32 (1-6 encoder, 7-12 decoder, 13 final conv + mask head)
 STUDY_VARIANTS = {

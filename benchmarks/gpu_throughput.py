@@ -6,7 +6,7 @@
     python benchmarks/gpu_throughput.py --network --precisions fp16 bf16 --channels-last off on --compile off on
     python benchmarks/gpu_throughput.py --network --profile --stems 4stems --precisions fp16 --channels-last off on
 
-Random weights (tests/random_weights.py) stand in for every model: the speed does not depend on the values.
+Random weights (benchmarks/common.py) stand in for every model: the speed does not depend on the values.
 
 Pipeline rows (default): runner, stems, precision, layout, compile, batch (segments per network call), the time to
 make the runner (for tensorrt: engine build, then load), x real time for host->host (NumPy in and out) and
@@ -35,11 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-try:  # the installed package (with its compiled extension) first, else the source tree
-    import fastsep  # noqa: F401
-except ImportError:
+from common import random_weights, snr_db
 
 
 def music(n: int, seed: int = 0) -> np.ndarray:
@@ -50,22 +46,14 @@ def music(n: int, seed: int = 0) -> np.ndarray:
 
 
 def model_file(folder: Path, name: str) -> Path:
-    from random_weights import random_variables
-
     from fastsep.models import config as configs
-    from fastsep.models.weights import expected_variables, save_model
+    from fastsep.models.weights import save_model
 
     cfg = configs.stock(name)
     path = folder / f"{name}.safetensors"
     if not path.exists():
-        save_model(path, cfg, random_variables(expected_variables(cfg).items(), seed=1))
+        save_model(path, cfg, random_weights(cfg, seed=1))
     return path
-
-
-def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    ref = np.asarray(reference, np.float64)
-    err = np.sum((ref - np.asarray(estimate, np.float64)) ** 2)
-    return float("inf") if err == 0 else float(10 * np.log10(np.sum(ref ** 2) / err))
 
 
 def sync(torch, device: str) -> None:
@@ -303,16 +291,13 @@ def print_layers(row: dict) -> None:
 
 
 def network_grid(torch, args, gpu: str) -> list[dict]:
-    from random_weights import random_variables
-
     from fastsep import FastsepError
     from fastsep.models import config as configs
-    from fastsep.models.weights import expected_variables
 
     rows = []
     for name in args.stems:
         cfg = configs.stock(name)
-        variables = random_variables(expected_variables(cfg).items(), seed=1)
+        variables = random_weights(cfg, seed=1)
         cfg = dataclasses.replace(cfg, T=args.T or cfg.T, F=args.F or cfg.F)
         gen = torch.Generator(device=args.device).manual_seed(0)
         x = torch.rand((max(args.batches), cfg.n_channels, cfg.T, cfg.F), device=args.device, generator=gen) * 4

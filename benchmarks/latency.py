@@ -18,11 +18,11 @@ import sys
 import tempfile
 import time
 
-from c_api import CSeparator  # noqa: E402  (puts tests/ on the path for assets)
-from cpu_backends import cpu_description, music  # noqa: E402
-from quality import tiled_tracks  # noqa: E402
-import assets  # noqa: E402
-from fastsep.evaluate import score_track  # noqa: E402
+from c_api import CSeparator
+from cpu_backends import cpu_description, music
+from quality import tiled_tracks
+from common import assets
+from fastsep.evaluate import score_track
 
 
 def main() -> None:

@@ -28,15 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import assets  # noqa: E402
-from fastsep import Separator  # noqa: E402
-from fastsep.evaluate import score_track  # noqa: E402
-from fastsep.pipeline import HostPipeline  # noqa: E402
-from fastsep.dsp import n_frames  # noqa: E402
-from fastsep.quality import Quality, Schedule  # noqa: E402
+from common import assets, snr_db
+from fastsep import Separator
+from fastsep.evaluate import score_track
+from fastsep.pipeline import HostPipeline
+from fastsep.dsp import n_frames
+from fastsep.quality import Quality, Schedule
 
 RATE = 44100
 SEAM_HALF_WIDTH = int(0.05 * RATE)  # +-50 ms
@@ -70,12 +67,6 @@ def tiled_tracks(seconds: float, start: float = 0.0, summed: bool = False) -> tu
             "accompaniment": (tiled["drums"] + tiled["bass"] + tiled["other"]).astype(np.float32)}
     mix = (refs["vocals"] + refs["accompaniment"]).astype(np.float32) if summed else tiled["mix"]
     return mix, refs
-
-
-def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
-    ref = ref.astype(np.float64)
-    err = np.sum((ref - est.astype(np.float64)) ** 2)
-    return float("inf") if err == 0 else float(10 * np.log10(np.sum(ref ** 2) / err))
 
 
 def high_band_snr_db(ref: np.ndarray, est: np.ndarray, cutoff_hz: float) -> float:

@@ -3,18 +3,13 @@
 Not part of the test suite: these time, they do not assert. Figures go to benchmarks/RESULTS.md.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import assets  # noqa: E402
-from fastsep import Separator  # noqa: E402
-from fastsep.models import config as configs  # noqa: E402
-from fastsep.pipeline import HostPipeline  # noqa: E402
+from common import assets
+from fastsep import Separator
+from fastsep.models import config as configs
+from fastsep.pipeline import HostPipeline
 
 SECONDS = 30
 

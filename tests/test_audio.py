@@ -200,7 +200,7 @@ def test_audio_of_a_video_file(tmp_path):
 
 
 def test_musdb_stem_mp4_streams():
-    import assets
+    from tests.support import assets
 
     path = assets.musdb_excerpt()
     info = audio.probe(path)
@@ -213,7 +213,7 @@ def test_musdb_stem_mp4_streams():
     err = mix - sum(stems)
     assert np.sqrt(np.mean(err ** 2)) < 0.3 * np.sqrt(np.mean(mix ** 2))
     # same samples as the test assets' own PyAV decoder
-    import assets as _a
+    from tests.support import assets as _a
     np.testing.assert_array_equal(streams[0], _a.decode_streams(path)[0])
     part, _ = audio.load(path, offset=1.0, duration=2.0, stream=4)
     assert part.shape == (2 * SR, 2)

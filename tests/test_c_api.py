@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 
-import assets
-from conftest import snr_db
+from tests.support import assets
+from tests.support.metrics import snr_db
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ROOT / "csrc" / "include" / "fastsep.h"
@@ -134,7 +134,7 @@ def test_stems_equal_separator(build, onnx_2stems, separator_2stems, tmp_path):
     """A 40 s song of real music (tests/assets.py long_odd): fastsep_separate and fastsep.Separator.run on the same
     ONNX model, CPU fp32 -> the same stems (>= 100 dB; the same pipeline code, so bit-identical is expected);
     streamed in random blocks, the same again."""
-    import assets
+    from tests.support import assets
 
     x = assets.clip("long_odd")
     ours = c_separate(build, onnx_2stems, x, tmp_path)
@@ -148,7 +148,7 @@ def test_stems_equal_separator(build, onnx_2stems, separator_2stems, tmp_path):
 def test_overlap_and_full_band_equal_separator(build, onnx_2stems, checkpoint_2stems, tmp_path):
     from fastsep import Separator
 
-    import assets
+    from tests.support import assets
 
     x = assets.clip("two_seg")
     ours = c_separate(build, onnx_2stems, x, tmp_path, "--overlap", "0.25", "--full-band")
@@ -162,7 +162,7 @@ def test_mono_and_48khz(build, onnx_2stems, separator_2stems, tmp_path):
     """Mono: the stems are channel 0 of Separator's (which duplicates mono as Spleeter does), to the last bit.
     48 kHz: libfastsep resamples with cpu::Resampler as it streams, Separator.run with fastsep.resample on the whole
     song: two implementations of one resampler design (measured: 118-130 dB apart on this clip)."""
-    import assets
+    from tests.support import assets
 
     mono = assets.clip("mono")
     ours = c_separate(build, onnx_2stems, mono, tmp_path)

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
-import assets  # noqa: E402
-from conftest import random_weights  # noqa: E402
+from tests.support import assets  # noqa: E402
+from tests.support.weights import random_weights  # noqa: E402
 from fastsep import audio, cli  # noqa: E402
 from fastsep.catalogue import (MARKER_FOLDER, REPORT_NAME, Options, find_tracks, plan,  # noqa: E402
                                run_catalogue)

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import snr_db
+from tests.support.metrics import snr_db
 from fastsep import _cpu, dsp
 from fastsep.models import config as configs
 

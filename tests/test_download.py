@@ -5,7 +5,6 @@ download included), Spleeter's MODEL_PATH layout, the PyPI fallback and the offl
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import pathlib
 import shutil
@@ -13,15 +12,15 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
 import pytest
 
-import assets
 import fastsep
 from fastsep.errors import ModelError
 from fastsep.models import download
+from tests.support import assets
+from tests.support.http_server import QuietHandler, serving
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 FILES = ("checkpoint", "model.index", "model.data-00000-of-00001", "model.meta")
@@ -52,10 +51,7 @@ def archive(tmp_path_factory):
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
+class _Handler(QuietHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append(self.path)
@@ -84,13 +80,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(archive):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.archive, srv.mode, srv.requests = archive[0], "ok", []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(_Handler, archive=archive[0], mode="ok", requests=[]) as srv:
+        yield srv
 
 
 @pytest.fixture

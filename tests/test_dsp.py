@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from conftest import snr_db
 from fastsep import dsp
 from fastsep.models import config as configs
 from fastsep.pipeline import HostPipeline
+from tests.support.metrics import snr_db
+from tests.support.models import FakeNetwork
 
 N, H, T = 4096, 1024, 512
 # Shorter than one frame, one sample, exactly one segment's frames, one sample more, several segments (odd).
@@ -68,18 +69,6 @@ def test_zero_extension_removes_everything_above_F():
     power = np.abs(np.fft.rfft(y[10000:40000, 0] * np.hanning(30000))) ** 2
     cutoff = int(len(power) * 11025 / 22050)
     assert power[cutoff + 200:].sum() < 1e-9 * power.sum()
-
-
-class FakeNetwork:
-    """A known function in place of the U-Net: estimate_i = |x|^(1 + i/4) per bin."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def run(self, mags):
-        return np.stack([mags ** (1 + i / 4) for i in range(self.n)], axis=1).astype(np.float32)
-
-    __call__ = run
 
 
 @pytest.mark.slow

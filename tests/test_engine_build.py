@@ -107,7 +107,7 @@ def test_other_tensorrt_version_is_a_model_error(engine_2stems, tmp_path):
 
 
 def test_build_arguments(tmp_path, tiny_config):
-    from conftest import random_weights
+    from tests.support.weights import random_weights
     from fastsep.models.weights import save_model
 
     _rtx()
@@ -133,7 +133,7 @@ def test_build_arguments(tmp_path, tiny_config):
 
 def test_engine_cache(tmp_path, tiny_config, monkeypatch):
     """backend='tensorrt' builds once per (model, config, precision, batch, TensorRT, GPU) and then reuses."""
-    from conftest import random_weights
+    from tests.support.weights import random_weights
     from fastsep.models.weights import save_model
     from fastsep.backends.tensorrt import cached_engine, engine_cache_dir
     from fastsep.models.source import resolve

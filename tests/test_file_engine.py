@@ -3,19 +3,14 @@
 import numpy as np
 import pytest
 
-from conftest import random_weights
 from fastsep import Separator, audio
 from fastsep.file_engine import separate_file
-from fastsep.models import config as configs
-from fastsep.models.weights import save_model
+from tests.support.models import save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_separator(tmp_path_factory):
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["a", "b"], "F": 64, "T": 64,
-        "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
-    model = save_model(tmp_path_factory.mktemp("m") / "tiny.safetensors", cfg, random_weights(cfg, seed=5))
+    model = save_tiny_model(tmp_path_factory.mktemp("m") / "tiny.safetensors", ("a", "b"), seed=5)
     return Separator(model)
 
 

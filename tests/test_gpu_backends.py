@@ -4,8 +4,9 @@ Every stem is compared with the CPU pipeline (onnxruntime) and with spleeter's g
 for fp32 networks, >= 35 dB for fp16. Skipped without a GPU, fastsep._native or a CUDA build of torch.
 
 Device machines have no network: golden input clips are read from $FASTSEP_CLIPS_DIR/<clip>.npy when set (written
-by tools/device/prepare_device_payload.sh, checked against the golden's input sha256), else decoded by tests/assets.py
-where the excerpt is cached; the real 2stems checkpoint is used only where it is already on disk.
+by tools/device/prepare_device_payload.sh, checked against the golden's input sha256), else decoded by
+tests/support/assets.py where the excerpt is cached; the real 2stems checkpoint is used only where it is already on
+disk.
 """
 
 import json
@@ -15,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import Separator, native
 from fastsep.models import config as configs
 from fastsep.models.weights import expected_variables, save_model
-from random_weights import random_variables
-from unet_reference import unet_estimates
+from tests.support.metrics import snr_db
+from tests.support.unet_reference import unet_estimates
+from tests.support.weights import random_variables, random_weights
 
 pytestmark = pytest.mark.gpu
 
@@ -55,7 +56,7 @@ def music(n, seed=0):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """Random-weight 2/4/5stems model files (weights of tests/random_weights.py, as in the 4/5stems goldens)."""
+    """Random-weight 2/4/5stems model files (weights of tests/support/weights.py, as in the 4/5stems goldens)."""
     folder = tmp_path_factory.mktemp("gpu_models")
     out = {}
     for name, seed in (("2stems", 11), ("4stems", 1), ("5stems", 2)):
@@ -142,7 +143,7 @@ def test_device_io_and_reuse(models):
 
 # ------------------------------------------------------------------------------------------------ goldens
 def _clip(golden):
-    import assets
+    from tests.support import assets
 
     name = str(golden["clip"])
     folder = os.environ.get("FASTSEP_CLIPS_DIR")
@@ -162,7 +163,7 @@ def _clip(golden):
 def _golden_model(golden, tmp_path_factory):
     cfg = configs.stock(str(golden["config"]))
     if int(golden["seed"]) < 0:
-        import assets
+        from tests.support import assets
 
         folder = assets.cache_dir() / "pretrained_models" / "2stems"
         if not (folder / ".probe").is_file():

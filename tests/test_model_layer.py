@@ -6,19 +6,18 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import random_weights
 from fastsep import FastsepError, MissingDependencyError, ModelError, backends
 from fastsep.models import config as configs
 from fastsep.models.checkpoint import export_onnx
 from fastsep.models.source import KINDS, ModelSource, kind_of, resolve
 from fastsep.models.weights import save_model
+from tests.support.models import tiny_config, tiny_params
+from tests.support.weights import random_weights
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["a", "b"], "F": 64, "T": 64,
-        "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
+    cfg = tiny_config(("a", "b"))
     folder = tmp_path_factory.mktemp("tiny")
     model = save_model(folder / "tiny.safetensors", cfg, random_weights(cfg, seed=1))
     return cfg, model
@@ -59,8 +58,7 @@ def test_model_files_resolve_to_their_stored_config(tiny, tmp_path):
 
 def test_spleeter_json_names_its_checkpoint(tiny, tmp_path, monkeypatch):
     cfg, model = tiny
-    params = {"instrument_list": ["a", "b"], "F": 64, "T": 64, "model_dir": "mine",
-              "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}
+    params = tiny_params(("a", "b"), model_dir="mine")
     (tmp_path / "cfg.json").write_text(json.dumps(params))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODEL_PATH", raising=False)

@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 
-from conftest import snr_db
 from fastsep import dsp
 from fastsep.models import config as configs
 from fastsep.pipeline import HostPipeline
-from test_dsp import FakeNetwork
+from tests.support.metrics import snr_db
+from tests.support.models import FakeNetwork
 
 pytestmark = pytest.mark.slow  # whole-song Wiener filters: `pytest -m "not slow"` skips them
 

@@ -3,9 +3,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep.models.onnx_export import INPUT, OUTPUT, build_model, read_metadata
-from unet_reference import unet_estimates
+from tests.support.metrics import snr_db
+from tests.support.unet_reference import unet_estimates
+from tests.support.weights import random_weights
 
 
 def _run(model, x):

@@ -12,15 +12,15 @@ import numpy as np
 import onnx
 import pytest
 
-import assets
-from conftest import random_weights, snr_db
 from fastsep import dsp
 from fastsep.errors import FastsepError, MissingDependencyError, ModelError
 from fastsep.models import config as configs
 from fastsep.models.checkpoint import load_weights
 from fastsep.models.onnx_export import build_model, build_model_in_memory
 from fastsep.pipeline import HostPipeline
-from random_weights import random_variables
+from tests.support import assets
+from tests.support.metrics import snr_db
+from tests.support.weights import random_variables, random_weights
 
 ov = pytest.importorskip("openvino", reason="the OpenVINO backend needs the 'openvino' package (fastsep[openvino])")
 from fastsep.backends.openvino import FP32_LAYERS, OpenVINORunner, missing_native_bf16  # noqa: E402

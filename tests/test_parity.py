@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import assets
-from conftest import snr_db
 from fastsep import Separator
 from fastsep.models import config as configs
 from fastsep.models.checkpoint import export_onnx
 from fastsep.models.weights import expected_variables, save_model
-from random_weights import random_variables
+from tests.support import assets
+from tests.support.metrics import snr_db
+from tests.support.weights import random_variables
 
 pytestmark = pytest.mark.slow  # the real U-Net on whole clips: `pytest -m "not slow"` skips it
 

@@ -13,21 +13,17 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import InputError, Separator, audio, dsp
-from fastsep.models import config as configs
-from fastsep.models.weights import save_model
 from fastsep.pipeline import HostPipeline
 from fastsep.quality import Quality, Schedule, fade, separate, upper_band_mask
+from tests.support.metrics import snr_db
+from tests.support.models import save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["voice", "rest"], "F": 64, "T": 64,
-        "model": {"type": "unet.unet", "params": {"conv_activation": "ELU", "deconv_activation": "ELU",
-                                                  "conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny2")
-    path = save_model(tmp_path_factory.mktemp("m") / "tiny2.safetensors", cfg, random_weights(cfg, seed=3))
+    path = save_tiny_model(tmp_path_factory.mktemp("m") / "tiny2.safetensors", ("voice", "rest"), seed=3,
+                           name="tiny2", conv="ELU", deconv="ELU")
     return path, Separator(path)
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import snr_db
 from fastsep import _cpu
 from fastsep.resample import converted_length
+from tests.support.metrics import snr_db
 
 RATES = [8000, 16000, 22050, 32000, 48000, 88200, 96000, 192000]
 # (192000, 8000): a step of more than 8 frames, one output at a time; (44100, 44101): rows computed per output

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-import assets
-from conftest import snr_db
+from tests.support import assets
+from tests.support.metrics import snr_db
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

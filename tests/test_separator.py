@@ -3,21 +3,18 @@
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import FastsepError, InputError, ModelError, Separator, dsp
 from fastsep.models.checkpoint import export_onnx
 from fastsep.models.weights import save_model
-from unet_reference import unet_estimates
+from tests.support.metrics import snr_db
+from tests.support.models import tiny_config
+from tests.support.unet_reference import unet_estimates
+from tests.support.weights import random_weights
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from fastsep.models import config as configs
-
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["a", "b", "c"], "F": 64, "T": 64,
-        "model": {"type": "unet.unet", "params": {"conv_activation": "ELU", "deconv_activation": "ELU",
-                                                  "conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
+    cfg = tiny_config(("a", "b", "c"), conv="ELU", deconv="ELU")
     w = random_weights(cfg, seed=7)
     path = save_model(tmp_path_factory.mktemp("m") / "tiny.safetensors", cfg, w)
     return path, cfg, w

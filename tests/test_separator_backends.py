@@ -5,20 +5,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import FastsepError, MissingDependencyError, ModelError, Separator, native
-from fastsep.models.weights import save_model
+from tests.support.metrics import snr_db
+from tests.support.models import save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from fastsep.models import config as configs
-
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["a", "b"], "F": 64, "T": 64,
-        "model": {"type": "unet.softmax_unet", "params": {"conv_activation": "ELU", "deconv_activation": "ELU",
-                                                          "conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
-    return save_model(tmp_path_factory.mktemp("m") / "tiny.safetensors", cfg, random_weights(cfg, seed=3))
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny.safetensors", ("a", "b"), seed=3,
+                           model_type="unet.softmax_unet", conv="ELU", deconv="ELU")
 
 
 def music(n, seed=0):

@@ -20,15 +20,15 @@ import pytest
 
 av = pytest.importorskip("av")
 
-import assets  # noqa: E402
 import fastsep  # noqa: E402
-from conftest import random_weights  # noqa: E402
 from fastsep import audio  # noqa: E402
 from fastsep.models import config as configs  # noqa: E402
 from fastsep.models.weights import expected_variables, save_model  # noqa: E402
 from fastsep.spleeter import AudioAdapter, Separator, SpleeterError  # noqa: E402
 from fastsep.spleeter.audio import Codec, STFTBackend  # noqa: E402
-from random_weights import random_variables  # noqa: E402
+from tests.support import assets  # noqa: E402
+from tests.support.models import save_tiny_model  # noqa: E402
+from tests.support.weights import random_variables  # noqa: E402
 
 SR = 44100
 SECONDS = 2
@@ -173,10 +173,7 @@ def test_unknown_models_are_spleeter_errors(spleeter_home, tmp_path):
 
 
 def _tiny_model(folder: pathlib.Path, instruments=("vocals", "accompaniment"), **params) -> pathlib.Path:
-    cfg = configs.from_spleeter_params({
-        "instrument_list": list(instruments), "F": 64, "T": 64, **params,
-        "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
-    return save_model(folder / "tiny.safetensors", cfg, random_weights(cfg, seed=3))
+    return save_tiny_model(folder / "tiny.safetensors", instruments, seed=3, **params)
 
 
 @pytest.fixture(scope="module")

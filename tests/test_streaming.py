@@ -15,24 +15,21 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import Separator, audio
 from fastsep.file_engine import separate_file
 from fastsep.models import config as configs
-from fastsep.models.weights import save_model
 from fastsep.pipeline import stream_windows
 from fastsep.resample import StreamResampler, resample
+from tests.support.metrics import snr_db
+from tests.support.models import save_tiny_model
 
 TESTS = pathlib.Path(__file__).resolve().parent
 PKG_ROOT = str(pathlib.Path(audio.__file__).resolve().parents[1])
 
 
 def tiny_model(folder, rate=44100, stems=("a", "b"), frame_length=4096, frame_step=1024):
-    cfg = configs.from_spleeter_params({
-        "instrument_list": list(stems), "F": 64, "T": 64, "sample_rate": rate, "frame_length": frame_length,
-        "frame_step": frame_step, "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}},
-        "tiny")
-    return save_model(pathlib.Path(folder) / f"tiny{rate}.safetensors", cfg, random_weights(cfg, seed=5))
+    return save_tiny_model(pathlib.Path(folder) / f"tiny{rate}.safetensors", stems, seed=5, sample_rate=rate,
+                           frame_length=frame_length, frame_step=frame_step)
 
 
 @pytest.fixture(scope="module")

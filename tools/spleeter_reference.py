@@ -8,7 +8,7 @@ make-random  Write a random-weight checkpoint for a config (e.g. spleeter:4stems
              (``get_or_create_global_step``, then ``EstimatorSpecBuilder(features, params).build_predict_model()``,
              i.e. the body of ``spleeter.model.model_fn`` in PREDICT mode, on the waveform placeholders of
              ``InputProviderFactory``), so the variable names are Spleeter's.  Values
-             come from tests/random_weights.py keyed by variable name; saved with ``tf.compat.v1.train.Saver`` as
+             come from tests/support/weights.py keyed by variable name; saved with ``tf.compat.v1.train.Saver`` as
              ``model`` (checkpoint, model.index, model.data-00000-of-00001, model.meta) plus ``.probe``.
              With ``--check in.npy`` it also prints mask statistics of the random net on that input (JSON).
 separate     ``Separator(params, multiprocess=False).separate(waveform)`` for one or more ``--job in.npy:out.npz``
@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.dirname(HERE))  # the repository root, for tests.support
 
 
 def _import_spleeter(model_path: str | None):
@@ -77,7 +77,7 @@ def make_random(args) -> None:
     from spleeter.model import EstimatorSpecBuilder, InputProviderFactory
     from spleeter.utils.configuration import load_configuration
 
-    import random_weights
+    from tests.support.weights import random_variables
 
     params = load_configuration(args.params)
     params["MWF"] = False
@@ -97,7 +97,7 @@ def make_random(args) -> None:
         builder.build_predict_model()
         variables = tf.compat.v1.global_variables()
         names_shapes = [(v.op.name, v.shape.as_list()) for v in variables]
-        values = random_weights.random_variables(names_shapes, args.seed)
+        values = random_variables(names_shapes, args.seed)
         saver = tf.compat.v1.train.Saver()
         with tf.compat.v1.Session(graph=graph) as sess:
             for v in variables:

@@ -22,12 +22,10 @@ av = pytest.importorskip("av")
 pytest.importorskip("safetensors")
 
 import fastsep  # noqa: E402
-from conftest import random_weights  # noqa: E402
 from fastsep import audio  # noqa: E402
 from fastsep.file_engine import separate_file  # noqa: E402
-from fastsep.models import config as configs  # noqa: E402
-from fastsep.models.weights import save_model  # noqa: E402
 from fastsep.spleeter import AudioAdapter, Separator, SpleeterError  # noqa: E402
+from tests.support.models import save_tiny_model  # noqa: E402
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 SR = 44100
@@ -61,10 +59,7 @@ def noise(n: int, channels: int = 2, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> pathlib.Path:
-    cfg = configs.from_spleeter_params({
-        "instrument_list": ["vocals", "accompaniment"], "F": 64, "T": 64,
-        "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}, "tiny")
-    return save_model(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", cfg, random_weights(cfg, seed=3))
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", ("vocals", "accompaniment"), seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ av = pytest.importorskip("av")
 
 import fastsep  # noqa: E402
 from fastsep import audio  # noqa: E402
+from tests.support.models import save_tiny_model  # noqa: E402
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 SR = 44100
@@ -167,24 +168,9 @@ def test_damaged_packets_are_counted(tmp_path):
     assert int(notes[0].split(": ")[1].split()[0]) >= 5
 
 
-def tiny_model(path) -> pathlib.Path:
-    """A small fastsep model file (random weights): the CLI runs end to end in a second."""
-    from fastsep.models import config as configs
-    from fastsep.models.weights import expected_variables, save_model
-
-    params = {"instrument_list": ["vocals", "accompaniment"], "F": 64, "T": 64, "mask_extension": "zeros",
-              "model": {"type": "unet.unet", "params": {"conv_n_filters": [4, 4, 6, 6, 8, 8]}}}
-    cfg = configs.from_spleeter_params(params, "tiny")
-    rng = np.random.default_rng(0)
-    variables = {name: (rng.uniform(0.5, 1.5, shape) if name.endswith(("moving_variance", "gamma"))
-                        else rng.uniform(-0.2, 0.2, shape)).astype(np.float32)
-                 for name, shape in expected_variables(cfg).items()}
-    return save_model(path, cfg, variables)
-
-
 def test_cli_names_the_truncated_file(full_and_cut, tmp_path):
     _, short = full_and_cut["mp3"]
-    model = tiny_model(tmp_path / "tiny.safetensors")
+    model = save_tiny_model(tmp_path / "tiny.safetensors", ("vocals", "accompaniment"), seed=0)  # runs in a second
     env = dict(os.environ, PYTHONPATH=PKG_ROOT, FASTSEP_HOME=str(tmp_path / "home"))
     r = subprocess.run([sys.executable, "-m", "fastsep", "separate", "-p", str(model), "-o", str(tmp_path / "out"),
                         str(short)], env=env, capture_output=True, text=True, timeout=300)

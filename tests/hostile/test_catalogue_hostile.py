@@ -37,7 +37,7 @@ STEMS = ("a", "b")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from conftest import random_weights
+    from tests.support.weights import random_weights
 
     cfg = configs.from_spleeter_params({
         "instrument_list": list(STEMS), "F": 64, "T": 64,

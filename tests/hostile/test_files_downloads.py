@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import pathlib
@@ -22,14 +21,15 @@ import zipfile
 import numpy as np
 import pytest
 
-import assets
 import fastsep
-from conftest import random_weights
 from fastsep.models.engine_file import MAGIC, write_engine_file
 from fastsep.errors import ModelError
 from fastsep.models import download, files
 from fastsep.models.checkpoint import load_weights
 from fastsep.models.weights import load_model_file, save_model
+from tests.support import assets
+from tests.support.http_server import QuietHandler, serving
+from tests.support.weights import random_weights
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 FILES = ("checkpoint", "model.index", "model.data-00000-of-00001", "model.meta")
@@ -67,10 +67,7 @@ def _huge_member_archive(claimed: int) -> bytes:
     return gzip.compress(raw, compresslevel=1)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
+class _Handler(QuietHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append(self.path)
@@ -103,12 +100,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.data, srv.mode, srv.requests = b"", "ok", []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(_Handler, data=b"", mode="ok", requests=[]) as srv:
+        yield srv
 
 
 @pytest.fixture

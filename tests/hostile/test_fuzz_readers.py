@@ -137,7 +137,7 @@ def checkpoint_real(rng, work: Path, real: Path):
     """The real 2stems model.index, mutated as bytes or entry by entry (its entries re-encoded field by field);
     read with the real data (1 in 10) or a zero file of the same size: every entry is checked before any data is
     read, so the zeros reach the same checks at a fraction of the cost."""
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
     from fastsep.models.tf_checkpoint import _read_index, read_checkpoint
 
     index = (real / "model.index").read_bytes()
@@ -177,7 +177,7 @@ def _random_tensors(rng: random.Random) -> dict:
 
 
 def _mutate_entry_fields(rng: random.Random, fields: list) -> list:
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
 
     fields = list(fields)
     op = rng.randrange(5)
@@ -202,7 +202,7 @@ def _mutate_entry_fields(rng: random.Random, fields: list) -> list:
 def checkpoint_synthetic(rng, work: Path, real: Path):
     """Small checkpoints written field by field: entries with wrong wire types, odd values, odd shapes, shard
     counts; then byte damage to the index or the data."""
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
     from fastsep.models.tf_checkpoint import read_checkpoint
 
     def case(i):

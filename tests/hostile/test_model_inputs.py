@@ -314,7 +314,7 @@ def test_engine_io_shapes_must_fit_the_pipeline():
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 def synthetic(tmp_path, name="ckpt", **tensors):
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
 
     tensors = tensors or {"a/kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "b/bias": np.ones(4, np.int64)}
     entries, data = cc.checkpoint_entries(tensors)
@@ -332,7 +332,7 @@ def test_synthetic_checkpoint_round_trip(tmp_path):
 
 def crafted(tmp_path, name, change_entry, data=None):
     """A synthetic checkpoint whose first variable's entry fields went through change_entry."""
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
 
     _, entries, good_data = synthetic(tmp_path, name + "-src")
     entries[0] = (entries[0][0], change_entry(entries[0][1]))
@@ -344,7 +344,7 @@ def replace_field(fields, number, wire, value):
 
 
 def test_crafted_checkpoint_entries_are_model_errors(tmp_path):
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
     from fastsep.models.tf_checkpoint import read_checkpoint
 
     cases = {
@@ -370,7 +370,7 @@ def test_crafted_checkpoint_entries_are_model_errors(tmp_path):
 
 
 def test_checkpoint_variables_may_not_claim_the_same_bytes_twice(tmp_path):
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
     from fastsep.models.tf_checkpoint import read_checkpoint
 
     # 1000 names for one 4 MB region would be 4 GB of arrays from a 4 MB file
@@ -397,7 +397,7 @@ def test_empty_data_file_of_the_real_checkpoint(checkpoint_2stems, tmp_path):
 def test_index_parsing_stays_linear(tmp_path):
     """Each case used to cost time quadratic in its size: a 400 kB varint, one block listed many times, a long
     key shared by every entry. Each is now refused on sight."""
-    import crafted_checkpoints as cc
+    from tests.support import crafted_checkpoints as cc
     from fastsep.models.tf_checkpoint import read_checkpoint
 
     folder, _, _ = synthetic(tmp_path, "long_varint")

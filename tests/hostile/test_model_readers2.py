@@ -23,13 +23,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("safetensors")
 
 import fastsep  # noqa: E402
-from conftest import random_weights  # noqa: E402
 from fastsep import ModelError  # noqa: E402
 from fastsep.models import config as configs  # noqa: E402
 from fastsep.models.checkpoint import export_onnx  # noqa: E402
 from fastsep.models.onnx_export import INPUT, OUTPUT, load_onnx  # noqa: E402
 from fastsep.models.source import resolve  # noqa: E402
 from fastsep.models.weights import save_model  # noqa: E402
+from tests.support.weights import random_weights  # noqa: E402
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 CAP_BYTES = 2 << 30

@@ -22,9 +22,9 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("safetensors")
 
-import assets  # noqa: E402
 import fastsep  # noqa: E402
 from fastsep import audio  # noqa: E402
+from tests.support import assets  # noqa: E402
 
 PKG_ROOT = str(pathlib.Path(fastsep.__file__).resolve().parents[1])
 SR = 44100

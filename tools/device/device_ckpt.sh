@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the device: join the 2stems checkpoint parts carried in two calls (tools/device/prepare_device_payload.sh ckpt) into
-# $FASTSEP_TEST_CACHE/pretrained_models/2stems, where tests/assets.py looks. Source it: it exports FASTSEP_TEST_CACHE.
+# $FASTSEP_TEST_CACHE/pretrained_models/2stems, where tests/support/assets.py looks. Source it: it exports
+# FASTSEP_TEST_CACHE.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export FASTSEP_TEST_CACHE="${FASTSEP_TEST_CACHE:-/tmp/fastsep-test-cache}"
 dest="$FASTSEP_TEST_CACHE/pretrained_models/2stems"

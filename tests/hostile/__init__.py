@@ -1,0 +1,1 @@
+"""Attacker and careless-user cases, fuzzing (SECURITY.md)."""
