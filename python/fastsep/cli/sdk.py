@@ -19,7 +19,8 @@ SDK_DIRS = {
 
 
 def add_parser(sub, common) -> None:
-    sk = sub.add_parser("sdk", parents=[common], help="where the C API's header, library, CMake and pkg-config files are",
+    sk = sub.add_parser("sdk", parents=[common],
+                        help="where the C API's header, library, CMake and pkg-config files are",
                         description="Print a folder of the C SDK installed with this package (docs/c_api.md): "
                                     "cmake -DCMAKE_PREFIX_PATH=\"$(fastsep sdk --cmake-dir)\" ..., or "
                                     "PKG_CONFIG_PATH=\"$(fastsep sdk --pkg-config-dir)\" pkg-config --cflags --libs "
