@@ -1,4 +1,4 @@
-"""Messages and progress on stderr for the command-line tools (cli.py, evaluate.py): output only, no work."""
+"""Messages and progress on stderr for the command-line tools (cli/, evaluate.py): output only, no work."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ which builds engines ahead of time without a GPU for the compute capabilities it
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from .models.engine_file import FLAVOURS, FORMAT, MAX_BATCH, write_engine_file
 from .models.onnx_export import INPUT, OUTPUT
 from .models.precision import STORED, check as check_precision
 from .models.source import ModelSource, resolve
+from .optional import try_import
 
 #: TensorRT-RTX compute capabilities (ahead-of-time targets) used when no GPU is visible at build time.
 RTX_DEFAULT_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
@@ -31,10 +31,9 @@ RTX_DEFAULT_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
 def _import_flavour(flavour: str):
     names = {"tensorrt": ("tensorrt",), "tensorrt_rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}[flavour]
     for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
+        module = try_import(name)
+        if module is not None:
+            return module
     return None
 
 

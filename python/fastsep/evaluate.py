@@ -111,14 +111,15 @@ def find_tracks(paths) -> list[Track]:
 
 
 def _metrics_module():
+    """museval/metrics.py alone, found without importing museval (the module docstring says why)."""
     try:
         spec = importlib.util.find_spec("museval")
     except (ImportError, ValueError):
         spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("museval", "eval", "fastsep evaluate")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "metrics.py")
-    mspec = importlib.util.spec_from_file_location("fastsep._museval_metrics", path)
+    mspec = None
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "metrics.py")
+        mspec = importlib.util.spec_from_file_location("fastsep._museval_metrics", path)
     if mspec is None or mspec.loader is None:
         raise MissingDependencyError("museval", "eval", "fastsep evaluate")
     module = importlib.util.module_from_spec(mspec)

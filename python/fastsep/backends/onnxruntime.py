@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelError
+from ..errors import ModelError
 from ..models.onnx_export import INPUT, OUTPUT
+from ..optional import require
 
 
 class OnnxRuntimeRunner:
@@ -17,10 +18,7 @@ class OnnxRuntimeRunner:
                  weights: dict[str, np.ndarray] | None = None):
         """model: an ONNX file or serialized graph; weights: arrays for its in-memory initializers, which
         onnxruntime reads in place (they are kept alive here)."""
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingDependencyError("onnxruntime", "cpu", "the CPU backend") from None
+        ort = require("onnxruntime", extra="cpu", what="the CPU backend")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastsepError, MissingDependencyError, ModelError
+from ..errors import FastsepError, ModelError
 from ..models.onnx_export import INPUT, OUTPUT, weights_as_inputs
+from ..optional import require
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 FP32_LAYERS = frozenset()  # layers that bf16 keeps in fp32 (see _split)
@@ -27,11 +28,7 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def import_openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise MissingDependencyError("openvino", "openvino", "the OpenVINO backend") from None
-    return openvino
+    return require("openvino", extra="openvino", what="the OpenVINO backend")
 
 
 class OpenVINORunner:

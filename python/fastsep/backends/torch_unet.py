@@ -29,21 +29,18 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import FastsepError, MissingDependencyError, ModelError
+from ..errors import FastsepError, ModelError
 from ..models import unet_spec as spec
 from ..models.config import ModelConfig
 from ..models.precision import PRECISIONS
+from ..optional import require
 
 DEFAULT_STEMS_MODE = "loop"
 LAYER_SPANS = False  # benchmarks/gpu_throughput.py --profile: name each layer in torch.profiler (eager runs)
 
 
 def import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError("torch", "torch", "the PyTorch backend") from None
-    return torch
+    return require("torch", extra="torch", what="the PyTorch backend")
 
 
 def _activation(torch, kind: str, inplace: bool):
