@@ -31,8 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .atomic import remove_stale_temps, write_atomically
 from .errors import FastsepError, MissingDependencyError, UsageError
-from .outputs import DEFAULT_FORMAT, check_encoding, output_paths, resolved_folder
+from .outputs import DEFAULT_FORMAT, OutputPlan, check_encoding, output_paths, resolved_folder
 
 REPORT_NAME = "_fastsep_report.parquet"
 MARKER_FOLDER = ".fastsep-markers"
@@ -618,11 +619,11 @@ def plan(tracks, out_dir: Path, instruments, options: Options, model_id: str) ->
     """(jobs, failed report rows): each track's stems under OUT/<its relative folder>/ by the -f format. A track
     that cannot be planned fails alone: a bad entry, a missing file, outputs outside OUT, in the marker folder,
     taken by another track (compared on real paths: a link inside OUT may join two folders), or an output that
-    is one of the inputs (device and inode, links followed, as outputs.plan_outputs checks for `separate`)."""
+    is one of the inputs (outputs.OutputPlan, the check of every planner)."""
     root = resolved_folder(out_dir)
     markers_real = os.path.join(root, MARKER_FOLDER)
-    inputs = {t.ident: t.uri for t in tracks if t.ident is not None}
-    jobs, failed, owner = [], [], {}
+    planned = OutputPlan({t.ident: t.uri for t in tracks if t.ident is not None})
+    jobs, failed = [], []
     for t in tracks:
         if t.error is not None:
             failed.append(_row(t, "failed", error=t.error))
@@ -637,34 +638,31 @@ def plan(tracks, out_dir: Path, instruments, options: Options, model_id: str) ->
         except UsageError as e:
             failed.append(_row(t, "failed", error=str(e)))
             continue
-        real = {stem: os.path.realpath(p) for stem, p in paths.items()}
-        problem = None
-        for stem, p in paths.items():
-            try:
-                st = os.stat(p)
-                source = inputs.get((st.st_dev, st.st_ino))
-            except (OSError, ValueError):
-                source = None
-            if source is not None:
-                problem = (f"its {stem} stem {p} is the input {source}: an input never becomes an output "
-                           "(choose another -o or -f)")
-            elif _inside(real[stem], markers_real):
-                problem = f"its {stem} stem {p} would lie in the marker folder {MARKER_FOLDER}"
-            elif real[stem] in owner:
-                problem = (f"its outputs would overwrite those of {owner[real[stem]]} ({p}; -f with {{foldername}}, "
-                           "or separate them in two runs)")
-            if problem:
-                break
+        problem = _unwritable(paths, markers_real, planned, t.uri)
         if problem:
             failed.append(_row(t, "failed", error=problem))
             continue
-        owner.update({r: t.uri for r in real.values()})
         outputs = {stem: str(p) for stem, p in paths.items()}
         relative = {stem: os.path.relpath(p, out_dir) for stem, p in outputs.items()}  # OUT may move
         key = {"model": model_id, "options": dataclasses.asdict(options), "outputs": relative,
                "input": {"uri": t.uri, "size": t.size, "mtime_ns": t.mtime_ns}}
         jobs.append(Job(t, outputs, str(marker_path(out_dir, t)), key, options))
     return jobs, failed
+
+
+def _unwritable(paths: dict, markers_real: str, planned: OutputPlan, owner: str) -> Optional[str]:
+    """Why a track's stems cannot be written; None when they can (and are now in `planned`)."""
+    for stem, p in paths.items():
+        if _inside(os.path.realpath(p), markers_real):
+            return f"its {stem} stem {p} would lie in the marker folder {MARKER_FOLDER}"
+    clash = planned.add(owner, paths)
+    if clash is None:
+        return None
+    if clash.input is not None:
+        return (f"its {clash.stem} stem {clash.path} is the input {clash.input}: an input never becomes an output "
+                "(choose another -o or -f)")
+    return (f"its outputs would overwrite those of {clash.owner} ({clash.path}; -f with {{foldername}}, or separate "
+            "them in two runs)")
 
 
 def completed(job: Job) -> Optional[dict]:
@@ -688,29 +686,10 @@ def _row(track: Track, status: str, seconds=None, audio_seconds=None, error=None
 # --------------------------------------------------------------------------------------------------- one track
 
 
-def _atomic_write(path: str, write) -> None:
-    """write(binary file) into a temp file beside `path`, fsynced, made readable as the umask says (as stems are:
-    mkstemp makes 0600 files), then renamed to `path`."""
-    from .models.files import UMASK
-
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_marker(job: Job, audio_seconds: float) -> None:
     os.makedirs(os.path.dirname(job.marker), exist_ok=True)
     data = json.dumps({"key": job.key, "audio_seconds": audio_seconds}).encode()
-    _atomic_write(job.marker, lambda f: f.write(data))
+    write_atomically(job.marker, data)
 
 
 def discard(job: Job) -> list:
@@ -729,14 +708,11 @@ def discard(job: Job) -> list:
 
 def abandon(job: Job) -> None:
     """discard() for a track whose worker died: also its temp files, which no later write of it will remove."""
-    from .audio import _remove_stale_temps
+    from .audio import TEMP_SUFFIX
 
     discard(job)
     for p in job.outputs.values():
-        try:
-            _remove_stale_temps(Path(p))  # only those of dead processes (pids on this machine)
-        except OSError:
-            pass
+        remove_stale_temps(p, TEMP_SUFFIX)  # only those of dead processes (pids on this machine)
 
 
 @contextmanager
@@ -1184,7 +1160,7 @@ def write_report(rows, path: Path) -> None:
                         ("audio_seconds", pa.float64()), ("error", pa.string()), ("warnings", pa.string()),
                         ("worker", pa.string())])
     table = pa.Table.from_pylist([{c: r[c] for c in REPORT_COLUMNS} for r in rows], schema=schema)
-    _atomic_write(str(path), lambda f: pq.write_table(table, f))
+    write_atomically(path, lambda f: pq.write_table(table, f))
 
 
 def summary_lines(summary: Summary, failures_shown: int = 8) -> list:
