@@ -5,7 +5,9 @@ A file is written to a hidden temporary file beside its target, ``.<name>.<pid>-
 exclusively under a name nobody could predict (mkstemp: O_EXCL, so a link planted at any name is never followed,
 SECURITY.md), made readable as the umask says, flushed to disk, renamed onto the target (or linked, where an
 existing file must never be replaced), and the folder is flushed after the rename. The pid in the name tells a
-live writer's temporary file from one a killed run left behind: those of dead writers are removed.
+live writer's temporary file from one a killed run left behind: those of dead writers are removed, at once for
+``.part`` files (stems, markers, reports: write_atomically's default), once a minute old for ``.tmp`` ones (model
+files: atomic_path's default).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def commit(tmp: Path, path: Path, overwrite: bool = True) -> None:
         try:
             os.link(tmp, path)  # fails if path exists: no race with another writer
         except FileExistsError:
-            raise
+            raise  # not the fallback below
         except OSError:
             if os.path.lexists(path):
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None

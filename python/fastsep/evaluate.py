@@ -277,10 +277,10 @@ def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
 
 def _write_atomically(path: pathlib.Path, text: str) -> None:
     """Through fastsep.atomic: an exclusive temporary file, fsynced, renamed over ``path``."""
-    from .atomic import ORPHAN_AGE_S, write_atomically
+    from .atomic import write_atomically
     from .audio import OutputError
 
-    write_atomically(path, text.encode("utf-8"), suffix=".tmp", dead_age_s=ORPHAN_AGE_S, error=OutputError)
+    write_atomically(path, text.encode("utf-8"), error=OutputError)
 
 
 def _check_json_target(path: pathlib.Path) -> None:

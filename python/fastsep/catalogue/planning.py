@@ -121,6 +121,7 @@ def completed(job: Job) -> Optional[dict]:
 
 
 def write_marker(job: Job, audio_seconds: float) -> None:
+    """Mark the track complete (after its last stem is written): the marker is what completed() reads."""
     os.makedirs(os.path.dirname(job.marker), exist_ok=True)
     data = json.dumps({"key": job.key, "audio_seconds": audio_seconds}).encode()
     write_atomically(job.marker, data)

@@ -15,14 +15,14 @@ from typing import Optional
 from ..errors import MissingDependencyError, UsageError
 from .inputs import find_tracks, max_entries
 from .planning import Options, abandon, completed, model_identity, plan
-# named as the code moved from catalogue.py calls them
 from .remote import env_number, remote_timeout
-from .remote import first_line as _first_line
-from .remote import is_uri as _is_uri
 from .report import REPORT_NAME, Summary, write_report
-from .report import row as _row
 from .worker import CatalogueWorker
 
+# under the names the code moved from catalogue.py calls them by
+from .remote import first_line as _first_line
+from .remote import is_uri as _is_uri
+from .report import row as _row
 
 IN_FLIGHT_PER_WORKER = 2  # one running, one queued: a worker never waits for the driver
 

@@ -10,7 +10,7 @@ from typing import Optional
 from ..errors import FastsepError
 from .inputs import local_copy
 from .planning import Job, completed, discard, write_marker
-from .report import row as _row  # named as the code moved from catalogue.py calls it
+from .report import row as _row  # under the name the code moved from catalogue.py calls it by
 
 
 def _same_file(a: str, b: str) -> bool:
