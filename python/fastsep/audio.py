@@ -15,19 +15,19 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import re
-import tempfile
 import threading
-import time
 import warnings
 from typing import Callable, Iterator
 
 import numpy as np
 
+from . import atomic
 from . import resample as _resample
 from .errors import FastsepError, InputError, MissingDependencyError
-from .models.files import UMASK, fsync_dir, fsync_file, glob_escape, pid_alive
 from .resample import StreamResampler
+
+#: What a stem's hidden temporary file ends with (fastsep.atomic names it; outputs.TEMP_NAME_EXTRA counts it).
+TEMP_SUFFIX = ".part"
 
 #: Output codecs: name -> (container format, encoder, extension).
 CODECS = {
@@ -624,12 +624,11 @@ class StemWriter:
         folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temps(path)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path, os.getpid()), suffix=".part")
+            atomic.remove_stale_temps(path, TEMP_SUFFIX)
+            fd, self._tmp = atomic.create_temp(path, TEMP_SUFFIX)
             os.close(fd)
         except OSError as e:
             raise OutputError(f"cannot write to {folder}: {e.strerror or e}") from None
-        self._tmp = pathlib.Path(tmp)
         self._out = None
         try:
             self._open(av, bitrate, pcm)
@@ -719,9 +718,10 @@ class StemWriter:
                 self._out = None
                 if os.path.getsize(self._tmp) == 0:  # never a 0-byte file under a stem's name
                     raise OutputError(f"{self.path}: the {self.codec} encoder wrote nothing; nothing written")
-                fsync_file(self._tmp)
-                _commit(self._tmp, self.path, self.overwrite)
-                fsync_dir(self.path.parent)  # the rename itself survives a power cut
+                try:
+                    atomic.commit(self._tmp, self.path, self.overwrite)
+                except FileExistsError:
+                    raise OutputExistsError(f"{self.path} exists (use --overwrite to replace it)") from None
         finally:
             self.abort()
         return self.report
@@ -782,53 +782,6 @@ def _samples(data, path) -> np.ndarray:
     if x.dtype.kind not in "fiu":
         raise OutputError(f"{path}: audio must hold float or integer samples, not {x.dtype}")
     return x.astype(np.float32, copy=False)  # also converts big-endian arrays
-
-
-def _commit(tmp: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
-    """Move the finished temporary file into place (never replacing an existing file unless ``overwrite``)."""
-    os.chmod(tmp, 0o666 & ~UMASK)
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # fails if path exists: no race with another writer
-    except FileExistsError:
-        raise OutputExistsError(f"{path} exists (use --overwrite to replace it)") from None
-    except OSError:
-        if path.exists():
-            raise OutputExistsError(f"{path} exists (use --overwrite to replace it)") from None
-        os.replace(tmp, path)  # filesystems without hard links
-        return
-    tmp.unlink()
-
-
-def _temp_prefix(path: pathlib.Path, pid: int) -> str:
-    """Hidden temp files of ``path`` are ``.<name>.<pid>-<random>.part``: the pid tells a live writer's file from
-    one that a killed run left behind."""
-    return f".{path.name}.{pid}-"
-
-
-_TEMP_TAG = re.compile(r"(?:(\d+)-)?[a-z0-9_]{8}")  # [pid-] and mkstemp's 8 random characters
-
-
-def _remove_stale_temps(path: pathlib.Path, legacy_age_s: float = 60.0) -> None:
-    """Delete the temp files of ``path`` whose writing process is gone (a run killed mid-write).
-
-    Temp names from before the pid tag (``.<name>.<random>.part``) go once they are a minute old."""
-    for p in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
-        tag = _TEMP_TAG.fullmatch(p.name[len(path.name) + 2:-len(".part")])
-        if tag is None:  # another target's temp file (e.g. of "<name>.x.wav")
-            continue
-        pid = tag.group(1)
-        try:
-            if pid is not None:
-                stale = int(pid) != os.getpid() and not pid_alive(int(pid))
-            else:
-                stale = time.time() - p.stat().st_mtime > legacy_age_s
-            if stale:
-                p.unlink()
-        except OSError:
-            pass
 
 
 def silence_ffmpeg_logs() -> None:

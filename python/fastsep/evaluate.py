@@ -191,34 +191,26 @@ def format_table(scores: dict, title: str) -> str:
 
 def output_paths(tracks, out_dir: pathlib.Path, instruments) -> dict:
     """{track name: {instrument: out_dir/<track>/<instrument>.wav}}, each inside ``out_dir`` and none of them a file
-    that a track reads (else UsageError)."""
-    from .outputs import check_inside, resolved_folder
+    that a track reads (else UsageError); planned by outputs.OutputPlan, as every output."""
+    from .outputs import OutputPlan, check_inside, file_ids, resolved_folder
 
     root = resolved_folder(out_dir)
-    inputs = {_file_id(f): f for track in tracks for f in track.files()}
-    inputs.pop(None, None)
+    planned = OutputPlan(file_ids(f for track in tracks for f in track.files()))
     plans = {}
     for track in tracks:
         if track.name in plans:
             raise UsageError(f"two tracks are named {track.name!r} and would write the same estimates in {out_dir}")
-        paths = {}
-        for inst in instruments:
-            target = pathlib.Path(os.path.normpath(out_dir / track.name / f"{inst}.wav"))
+        paths = {inst: pathlib.Path(os.path.normpath(out_dir / track.name / f"{inst}.wav")) for inst in instruments}
+        for target in paths.values():
             check_inside(target, root, out_dir, f"track {track.name!r}")
-            source = inputs.get(_file_id(target))
-            if source is not None:
-                raise UsageError(f"estimate {target} would replace the input {source}: choose another -o")
-            paths[inst] = target
+        clash = planned.add(track.name, paths)
+        if clash is not None and clash.input is not None:
+            raise UsageError(f"estimate {clash.path} would replace the input {clash.input}: choose another -o")
+        if clash is not None:  # two track folders joined by a link inside the output folder
+            raise UsageError(f"tracks {clash.owner!r} and {track.name!r} would write the same estimate {clash.path}: "
+                             "choose another -o")
         plans[track.name] = paths
     return plans
-
-
-def _file_id(path) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
 
 
 def run_cli(args, con) -> int:
@@ -283,11 +275,11 @@ def _evaluate_tracks(args, con, sep, tracks, plans: dict) -> int:
 
 
 def _write_atomically(path: pathlib.Path, text: str) -> None:
-    """Through models.files.atomic_path: an exclusive temporary file, fsynced, renamed over ``path``."""
-    from .models.files import atomic_path
+    """Through fastsep.atomic: an exclusive temporary file, fsynced, renamed over ``path``."""
+    from .atomic import write_atomically
+    from .audio import OutputError
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_atomically(path, text.encode("utf-8"), error=OutputError)
 
 
 def _check_json_target(path: pathlib.Path) -> None:

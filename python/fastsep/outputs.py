@@ -7,6 +7,7 @@ and the Spleeter-compatible API.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import string
@@ -20,7 +21,7 @@ MAX_SECONDS = 1e9  # -s/-d beyond any real file: keeps sample counts exact integ
 #: Longest file or folder name most file systems take (NAME_MAX), and longest path (PATH_MAX), in bytes.
 NAME_MAX, PATH_MAX = 255, 4096
 #: What the hidden temporary file of a stem adds to its name: ".<name>.<pid>-<8 random>.part", pids up to 2**22
-#: (audio._temp_prefix); it lies beside the final name, so the final name must leave room for it.
+#: (fastsep.atomic.temp_prefix); it lies beside the final name, so the final name must leave room for it.
 TEMP_NAME_EXTRA = len("." + "." + "4194304" + "-" + "x" * 8 + ".part")
 
 
@@ -173,32 +174,72 @@ def output_paths(inp: str, out_dir: pathlib.Path, fmt: str, instruments, codec: 
     return paths
 
 
+def file_id(path) -> tuple | None:
+    """(device, inode) of the file ``path`` names (links followed); None when it names none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def file_ids(paths) -> dict:
+    """{(device, inode): path} of the files ``paths`` name; missing ones (reported when read) left out."""
+    ids = {}
+    for p in paths:
+        key = file_id(p)
+        if key is not None:
+            ids[key] = p
+    return ids
+
+
+@dataclasses.dataclass(frozen=True)
+class Clash:
+    """Why a planned output cannot be written: it is the input ``input``, or ``owner`` planned it first."""
+
+    stem: str
+    path: pathlib.Path
+    input: str | None = None
+    owner: str | None = None
+
+
+class OutputPlan:
+    """The one collision check of every output planner (`separate` and the Spleeter API through plan_outputs,
+    `evaluate`, the catalogue), each with its own naming: no output may be one of the inputs (device and inode,
+    links followed) nor be planned twice (compared on real paths: a link inside OUT may join two folders)."""
+
+    def __init__(self, inputs: dict):
+        self.inputs = inputs  # file_ids of every input
+        self.owners = {}  # real path -> owner
+
+    def add(self, owner, paths: dict) -> Clash | None:
+        """Add ``owner``'s outputs ({stem: path}) to the plan; or, adding none, return the first that clashes."""
+        mine = {}
+        for stem, target in paths.items():
+            source = self.inputs.get(file_id(target))
+            if source is not None:
+                return Clash(stem, target, input=source)
+            real = os.path.realpath(target)
+            other = self.owners.get(real, owner if real in mine else None)
+            if other is not None:
+                return Clash(stem, target, owner=other)
+            mine[real] = owner
+        self.owners.update(mine)
+        return None
+
+
 def plan_outputs(inputs, out_dir: pathlib.Path, fmt: str, instruments, codec: str) -> list:
     """output_paths of every input; no output may be an input (itself, or through a link) nor shared by two inputs."""
     root = resolved_folder(out_dir)
     plans = [output_paths(f, out_dir, fmt, instruments, codec, root) for f in inputs]
-    input_ids = {}
-    for f in inputs:
-        try:
-            st = os.stat(f)
-            input_ids[(st.st_dev, st.st_ino)] = f
-        except (OSError, ValueError):
-            pass  # a missing input is reported when it is read
-    owner = {}
+    planned = OutputPlan(file_ids(inputs))
     for f, paths in zip(inputs, plans):
-        for target in paths.values():
-            try:
-                st = os.stat(target)
-                source = input_ids.get((st.st_dev, st.st_ino))
-            except OSError:
-                source = None
-            if source is not None:
-                raise UsageError(f"output {target} of {f} is the input {source}: choose another -o or -f")
-            key = os.path.realpath(target)
-            if key in owner:
-                raise UsageError(f"{owner[key]} and {f} would both write {target}: use -f with {{foldername}} "
-                                 "or separate them in two runs")
-            owner[key] = f
+        clash = planned.add(f, paths)
+        if clash is not None and clash.input is not None:
+            raise UsageError(f"output {clash.path} of {f} is the input {clash.input}: choose another -o or -f")
+        if clash is not None:
+            raise UsageError(f"{clash.owner} and {f} would both write {clash.path}: use -f with {{foldername}} "
+                             "or separate them in two runs")
     return plans
 
 

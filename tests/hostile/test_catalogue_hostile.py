@@ -447,7 +447,7 @@ def test_report_and_markers_follow_the_umask(tmp_path):
     script = ("import os, sys\n"
               "os.umask(0o002)\n"
               "from pathlib import Path\n"
-              "from fastsep.catalogue import Options, find_tracks, plan, write_report, _write_marker\n"
+              "from fastsep.catalogue import Options, find_tracks, plan, write_report, write_marker as _write_marker\n"
               "out = Path(sys.argv[2]); out.mkdir()\n"
               "(job,), _ = plan(find_tracks([sys.argv[1]], out), out, ('a', 'b'), Options(), 'm')\n"
               "_write_marker(job, 1.0)\n"

@@ -53,8 +53,9 @@ import zipfile
 import zlib
 from typing import Callable, NamedTuple
 
+from ..atomic import fsync_dir, scratch_file
 from ..errors import ModelError
-from .files import atomic_path, fsync_dir
+from .files import atomic_path
 
 #: sha256 of the official release archives (spleeter's checksum.json for v1.4.0, as asserted by spleeter's
 #: tests/test_github_model_provider.py).
@@ -232,7 +233,7 @@ def download(name: str, force: bool = False, progress: ProgressFn | None = None,
         url = release_url(key)
         try:
             log(f"downloading {url}")
-            with _temp_file(home, f".{key}.tar.gz.part-") as tmp:
+            with scratch_file(home, f".{key}.tar.gz.part-") as tmp:
                 _fetch(url, tmp, progress, timeouts)
                 _install_archive(key, tmp, dest, expected_sha256(key))
             return dest
@@ -346,18 +347,6 @@ def _clean_stale(home: pathlib.Path, key: str) -> None:
         else:
             with contextlib.suppress(OSError):
                 p.unlink()
-
-
-@contextlib.contextmanager
-def _temp_file(folder: pathlib.Path, prefix: str):
-    fd, name = tempfile.mkstemp(dir=folder, prefix=prefix)
-    os.close(fd)
-    path = pathlib.Path(name)
-    try:
-        yield path
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 class _Watchdog:
