@@ -23,7 +23,8 @@ import numpy as np
 
 from . import atomic
 from . import resample as _resample
-from .errors import FastsepError, InputError, MissingDependencyError
+from .errors import FastsepError, InputError
+from .optional import require
 from .resample import StreamResampler
 
 #: What a stem's hidden temporary file ends with (fastsep.atomic names it; outputs.TEMP_NAME_EXTRA counts it).
@@ -64,13 +65,8 @@ class OutputExistsError(OutputError):
 
 
 def _av():
-    try:
-        import av
-    except ModuleNotFoundError:
-        raise MissingDependencyError("av", "audio", "Audio decoding and encoding") from None
-    except ImportError as e:  # installed but not loadable (a broken install, or no memory left to map it)
-        raise FastsepError(f"PyAV is installed but cannot be loaded: {e}") from None
-    return av
+    # installed but not loadable (a broken install, or no memory left to map it): "PyAV is installed but ..."
+    return require("av", extra="audio", what="Audio decoding and encoding", broken="PyAV")
 
 
 @dataclasses.dataclass

@@ -8,15 +8,14 @@ report row out, worker.py), so no audio ever passes through Ray's object store, 
 file_engine.separate_file, the one way a file becomes stems. A track is complete exactly when its marker (written
 atomically after its last stem) matches. A worker that dies mid-track leaves only hidden temp files (fastsep.atomic
 removes those of dead writers on the next write of that path); Ray restarts the actor and retries the track, whose
-stems are then rewritten whole. report.py writes OUT/_fastsep_report.parquet; command.py is `fastsep catalogue`.
+stems are then rewritten whole. report.py writes OUT/_fastsep_report.parquet; command.py runs `fastsep catalogue` (its options: cli/catalogue.py).
 """
 
 import importlib
 
-#: Where each public name lives: imported on first use, so that building the CLI's parser (`fastsep --version`)
-#: loads command.py alone.
+#: Where each public name lives: imported on first use, so that `import fastsep.catalogue` loads nothing else.
 _HOMES = {
-    "add_arguments": "command", "run_cli": "command",
+    "run_cli": "command",
     "AUDIO_SUFFIXES": "inputs", "MANIFEST_SUFFIXES": "inputs", "Track": "inputs", "find_tracks": "inputs",
     "max_entries": "inputs",
     "MARKER_FOLDER": "planning", "Job": "planning", "Options": "planning", "abandon": "planning",

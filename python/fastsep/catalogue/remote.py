@@ -8,7 +8,8 @@ import posixpath
 import threading
 import time
 
-from ..errors import FastsepError, MissingDependencyError, UsageError
+from ..errors import FastsepError, UsageError
+from ..optional import require
 
 
 class RemoteError(FastsepError):
@@ -80,11 +81,7 @@ ABANDONED: list = []
 
 
 def pyarrow_fs():
-    try:
-        from pyarrow import fs
-    except ModuleNotFoundError:
-        raise MissingDependencyError("pyarrow", "ray", "fastsep catalogue") from None
-    return fs
+    return require("pyarrow.fs", extra="ray", what="fastsep catalogue", package="pyarrow")
 
 
 def is_uri(spec: str) -> bool:

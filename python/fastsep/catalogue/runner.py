@@ -12,7 +12,8 @@ from collections import deque
 from pathlib import Path
 from typing import Optional
 
-from ..errors import MissingDependencyError, UsageError
+from ..errors import UsageError
+from ..optional import require
 from .inputs import find_tracks, max_entries
 from .planning import Options, abandon, completed, model_identity, plan
 from .remote import env_number, remote_timeout
@@ -116,7 +117,7 @@ def _run(inputs, out_dir, model, config, backend, precision, options, ray_addres
             if console is not None:
                 console.done()
                 console.print("interrupted: stopping the workers and discarding unfinished stems", always=True)
-            _stop(actors, running)
+            rows.extend(_stop(actors, running))
             actors = []
             write_report(rows, out_dir / REPORT_NAME)
             raise
@@ -164,11 +165,7 @@ def _check_model_loads(actors, no_room: Optional[str] = None) -> dict:
 
 
 def _ray():
-    try:
-        import ray
-    except ModuleNotFoundError:
-        raise MissingDependencyError("ray", "ray", "fastsep catalogue") from None
-    return ray
+    return require("ray", extra="ray", what="fastsep catalogue")
 
 
 def connect(address: str) -> bool:
@@ -347,9 +344,11 @@ def _schedule(probes: dict, jobs, retries: int, progress: Progress, rows: list, 
 STOP_TIMEOUT = 10.0
 
 
-def _stop(actors, running: dict) -> None:
+def _stop(actors, running: dict) -> list:
     """Kill the workers, wait (bounded) until Ray reports them dead, so that none renames a stem afterwards, then
-    discard the tracks they had in flight: stems without a marker and the temp files of dead writers."""
+    discard the tracks they had in flight: stems without a marker and the temp files of dead writers. A track in
+    flight whose marker was written (its worker finished it just before the stop) is complete and kept: its 'ok'
+    rows are returned."""
     ray = _ray()
     for actor in actors:
         try:
@@ -361,5 +360,11 @@ def _stop(actors, running: dict) -> None:
         ray.wait(probes, num_returns=len(probes), timeout=STOP_TIMEOUT)
     except Exception:  # noqa: BLE001 - a dead actor's call fails: that is what is waited for
         pass
+    kept = []
     for job, _ in running.values():
-        abandon(job)
+        marker = completed(job)
+        if marker is not None:
+            kept.append(_row(job.track, "ok", audio_seconds=marker.get("audio_seconds")))
+        else:
+            abandon(job)
+    return kept
