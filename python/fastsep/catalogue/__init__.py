@@ -8,7 +8,8 @@ report row out, worker.py), so no audio ever passes through Ray's object store, 
 file_engine.separate_file, the one way a file becomes stems. A track is complete exactly when its marker (written
 atomically after its last stem) matches. A worker that dies mid-track leaves only hidden temp files (fastsep.atomic
 removes those of dead writers on the next write of that path); Ray restarts the actor and retries the track, whose
-stems are then rewritten whole. report.py writes OUT/_fastsep_report.parquet; command.py runs `fastsep catalogue` (its options: cli/catalogue.py).
+stems are then rewritten whole. report.py writes OUT/_fastsep_report.parquet; command.py runs `fastsep catalogue`
+(its options: cli/catalogue.py).
 """
 
 import importlib

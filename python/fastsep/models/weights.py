@@ -39,7 +39,7 @@ def check_variables(variables: dict[str, np.ndarray], cfg: ModelConfig, source: 
         v = np.asarray(variables[k])
         if tuple(v.shape) != shape:
             raise ModelError(f"{source} does not fit config {cfg.name}: {k} has shape {tuple(v.shape)}, expected {shape}")
-        v = v.astype(np.float32, copy=False)  # a checkpoint's float32 arrays are kept, not copied
+        v = v.astype(np.float32, copy=False)  # float32 arrays are kept, not copied
         if not np.all(np.isfinite(v)):
             raise ModelError(f"{source}: variable {k} holds NaN or Inf")
         out[k] = v
