@@ -35,7 +35,9 @@ MEMORY_LIMIT = 3 << 30  # address space of the fuzzing process: python, numpy, o
 def test_fuzz(target, tmp_path, checkpoint_2stems):
     n = int(os.environ.get("FASTSEP_FUZZ_ITERATIONS") or DEFAULT_ITERATIONS[target])
     seed = os.environ.get("FASTSEP_FUZZ_SEED", "0")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parents[2])  # the script imports tests.support, as the tests do
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, __file__, target, seed, str(n), str(tmp_path), str(checkpoint_2stems)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
